@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from configs.data import get_config
-from t3kan_jax.data import Sequences, generate_sequences
+from t3kan_jax.data import Sequences, extrapolation_split, generate_sequences
 from t3kan_jax.data.sequences import components_probabilities, min_vocab_size
 
 
@@ -56,6 +56,11 @@ def test_rows_are_interleaved_progressions(config):
     for name in ("inputs", "targets", "draw", "components"):
         assert getattr(seqs, name).dtype == np.int32, name
     assert np.all((seqs.components >= 1) & (seqs.components <= config.components_number))
+    assert_progressions(seqs, vocab, step, config.allow_descending)
+
+
+def assert_progressions(seqs: Sequences, vocab: int, step: int, allow_descending: bool):
+    """Each row interleaves C progressions of steps in 1..step, values in [1, V-1], right pads."""
     for inputs, targets, comps in zip(seqs.inputs, seqs.targets, seqs.components, strict=True):
         n_real = int(np.sum(targets != 0))
         assert n_real >= 1
@@ -69,7 +74,7 @@ def test_rows_are_interleaved_progressions(config):
             if diffs.size:
                 assert np.all(diffs == diffs[0])
                 assert 1 <= abs(diffs[0]) <= step
-                assert diffs[0] > 0 or config.allow_descending
+                assert diffs[0] > 0 or allow_descending
 
 
 @settings(max_examples=30, deadline=None)
@@ -238,3 +243,59 @@ def test_sequences_checks_shapes_and_dtypes():
         Sequences(inputs=rows, targets=rows, draw=ids, components=ids[:2])
     with pytest.raises(ValueError, match=r"Sequences\.targets"):
         Sequences(inputs=rows, targets=rows[:, :4], draw=ids, components=ids)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.sampled_from([(4, 2), (4, 4), (6, 3), (2, 2)]),
+    st.integers(1, 4),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_extrapolation_rows_are_longer_than_any_training_row(step_factor, n_max, descending, seed):
+    step, factor = step_factor
+    config = get_config()
+    config.update(
+        samples=200,
+        seq_step=step,
+        components_number=n_max,
+        seq_components_weights=1.0,
+        allow_descending=descending,
+        extrapolation_factor=factor,
+        seed=seed,
+    )
+    config.vocab_size = max(min_vocab_size(step, n_max, True), 96)
+    seqs = extrapolation_split(config)
+    vocab, columns = config.vocab_size, config.vocab_size // step
+    chex.assert_shape(seqs.inputs, (20, vocab // (step // factor)))
+    # More real targets than a training row has columns; steps among the training steps.
+    assert np.sum(seqs.targets != 0, axis=1).min() >= columns
+    assert_progressions(seqs, vocab, step // factor, descending)
+    training = generate_sequences(config)
+    assert np.sum(training.targets != 0, axis=1).max() < columns
+    again = extrapolation_split(config)
+    np.testing.assert_array_equal(seqs.inputs, again.inputs)
+
+
+def test_hard_preset_extrapolation_split():
+    config = get_config("hard")
+    seqs = extrapolation_split(config)
+    chex.assert_shape(seqs.targets, (100, 512))
+    assert np.sum(seqs.targets != 0, axis=1).min() >= 256
+    assert set(np.unique(seqs.components)) == {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize(
+    ("factor", "match"),
+    [
+        (0, r"^extrapolation_factor=0: an extrapolation split needs a factor >= 2"),
+        (1, r"^extrapolation_factor=1: an extrapolation split"),
+        (3, r"^extrapolation_factor=3 must divide seq_step=4"),
+        (-2, r"^extrapolation_factor=-2: must be an integer >= 0"),
+    ],
+)
+def test_bad_extrapolation_factor(factor, match):
+    config = get_config()
+    config.extrapolation_factor = factor
+    with pytest.raises(ValueError, match=match):
+        extrapolation_split(config)

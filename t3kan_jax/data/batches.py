@@ -3,11 +3,14 @@
 Mask convention (column `t` of `targets`, 0-based; `targets[t] = seq[t + 1]` is predicted from
 `inputs[:t + 1] = seq[:t + 1]`):
 
-- `mask`: 1 where `targets[t] != pad_id` (pads are a right suffix, and no value equals the pad);
+- `mask`: 1 where `targets[t] != pad_id` (no real target of any task equals the pad; in the
+  sequence task pads are a right suffix, in MQAR every non-answer target is a pad, in text there
+  are none);
 - `determined_mask`: 1 where `mask` and `t + 1 >= 2C`, i.e. where the predicted token's sequence
   position is at least 2C. There, given C, `seq[t+1] = 2·seq[t+1-C] - seq[t+1-2C]` (the start and
   step of its component both lie in the prefix); at every earlier position the target holds a fresh
-  random start (`t + 1 < C`) or a fresh random step (`C <= t + 1 < 2C`);
+  random start (`t + 1 < C`) or a fresh random step (`C <= t + 1 < 2C`). MQAR and text rows have
+  `C = 0`, so there it equals `mask`;
 - `last_mask`: 1 at the last real target of each row (none in an all-pad row).
 """
 
@@ -25,7 +28,8 @@ def make_batch(rows: Sequences, pad_id: int) -> dict[str, np.ndarray]:
     mask = rows.targets != pad_id
     position = np.arange(rows.targets.shape[1])[None, :]
     determined = mask & (position + 1 >= 2 * rows.components[:, None])
-    last = position == mask.sum(axis=1, keepdims=True) - 1
+    last_index = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
+    last = mask & (position == last_index[:, None])
     return {
         "inputs": rows.inputs,
         "targets": rows.targets,

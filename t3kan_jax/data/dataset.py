@@ -4,25 +4,20 @@ import dataclasses
 import hashlib
 import io
 import json
-import math
 import os
 import shutil
 import tempfile
 
 import numpy as np
 
-from t3kan_jax.data.sequences import (
-    GENERATOR_FIELDS,
-    Sequences,
-    generate_sequences,
-    validate_config,
-)
+from t3kan_jax.data.fields import FRACTION_FIELDS, SPLITS, check_fractions, config_fractions
+from t3kan_jax.data.sequences import Sequences
+from t3kan_jax.data.tasks import generate, task_config, task_of
+from t3kan_jax.data.text import text_splits
 
 FORMAT = "t3kan_jax.sequences"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-SPLITS = ("train", "val", "test")
-FRACTION_FIELDS = ("train_fraction", "val_fraction", "test_fraction")
 _ARRAYS = tuple(f.name for f in dataclasses.fields(Sequences))
 _SPLIT_STREAM = 0x5B11  # Keeps the split permutation's random stream apart from the generator's.
 
@@ -34,10 +29,7 @@ def split_by_draw(
 
     Split i gets `round(fraction_i · draws)` draws (test takes the rest); rows keep their order.
     """
-    fractions = tuple(float(f) for f in fractions)
-    names = ", ".join(f"{n}={f}" for n, f in zip(FRACTION_FIELDS, fractions, strict=True))
-    if any(not 0 <= f <= 1 for f in fractions) or not math.isclose(sum(fractions), 1, abs_tol=1e-9):
-        raise ValueError(f"split fractions ({names}) must each lie in [0, 1] and sum to 1")
+    fractions = check_fractions(fractions)
     draws = np.unique(seqs.draw)
     order = np.random.default_rng([seed, _SPLIT_STREAM]).permutation(draws)
     n_train = round(fractions[0] * draws.size)
@@ -52,13 +44,6 @@ def split_by_draw(
             )
         splits[name] = seqs.take(np.isin(seqs.draw, chosen))
     return splits
-
-
-def _fractions(config) -> tuple[float, float, float]:
-    try:
-        return tuple(float(config[name]) for name in FRACTION_FIELDS)
-    except KeyError as e:
-        raise ValueError(f"data config is missing the field {e.args[0]!r}") from e
 
 
 def _sha256(path: str) -> str:
@@ -79,12 +64,16 @@ def _encode(splits: dict[str, Sequences]) -> dict[str, tuple[np.ndarray, bytes]]
 
 
 def _manifest(splits: dict[str, Sequences], config, encoded: dict) -> dict:
-    generator = validate_config(config)
+    if task_of(config) == "text":
+        raise ValueError(
+            "task='text': its rows are windows of the files at `path`, read at run time; "
+            "there is no dataset to save"
+        )
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "generator_config": {name: generator[name] for name in GENERATOR_FIELDS},
-        "split": dict(zip(FRACTION_FIELDS, _fractions(config), strict=True)),
+        "generator_config": task_config(config),
+        "split": dict(zip(FRACTION_FIELDS, config_fractions(config), strict=True)),
         "rows": {name: len(splits[name]) for name in SPLITS},
         "draws": {name: int(np.unique(splits[name].draw).size) for name in SPLITS},
         "files": {
@@ -192,25 +181,36 @@ def load_dataset(directory: str) -> dict[str, Sequences]:
 
 
 def make_splits(data_config) -> dict[str, Sequences]:
-    """The splits for a run: loaded from `data_config.dir` if set, else generated in memory.
+    """The splits for a run: loaded from `data_config.dir` if set, else made in memory.
 
-    A loaded dataset must come from the same generator fields and fractions as `data_config`.
+    Synthetic tasks are generated and split by draw; "text" windows its files (text.py). A loaded
+    dataset must come from the same task fields and fractions as `data_config`.
     """
-    generator = validate_config(data_config)
+    task = task_of(data_config)
     directory = data_config.get("dir", "")
+    if task == "text":
+        if directory:
+            raise ValueError(
+                f"dir={directory!r}: task='text' reads its files from `path`; dir is for "
+                "datasets that experiments.generate_data wrote"
+            )
+        return text_splits(data_config)
+    generator = task_config(data_config)
+    fractions = config_fractions(data_config)
     if not directory:
-        seqs = generate_sequences(data_config)
-        return split_by_draw(seqs, _fractions(data_config), seed=generator["seed"])
+        return split_by_draw(generate(data_config), fractions, seed=generator["seed"])
     manifest = read_manifest(directory)
+    # A manifest without `task` holds the sequence task (the only one when format 1 began).
     wanted = {
-        **{name: generator[name] for name in GENERATOR_FIELDS},
-        **dict(zip(FRACTION_FIELDS, _fractions(data_config), strict=True)),
+        "task": "sequences",
+        **generator,
+        **dict(zip(FRACTION_FIELDS, fractions, strict=True)),
     }
-    stored = {**manifest["generator_config"], **manifest["split"]}
+    stored = {"task": "sequences", **manifest["generator_config"], **manifest["split"]}
     differ = [
-        f"{k}: config {wanted[k]!r} vs stored {stored.get(k)!r}"
-        for k in wanted
-        if wanted[k] != stored.get(k)
+        f"{k}: config {wanted.get(k)!r} vs stored {stored.get(k)!r}"
+        for k in [*wanted, *(k for k in stored if k not in wanted)]
+        if wanted.get(k) != stored.get(k)
     ]
     if differ:
         raise ValueError(f"dir={directory}: the stored dataset differs from the config: {differ}")

@@ -16,6 +16,8 @@ consecutive rows of a draw end on targets of different components. Rows come dra
 first) until there are `samples`; the last draw's rows are truncated to exactly `samples` rows.
 The chunk size does not depend on `samples`, so fewer samples give a prefix of more.
 
+`extrapolation_split(config)` draws rows longer than any training row from the same vocabulary.
+
 Legal values: `pad_id` must be 0 (it is a vocabulary index, and every other index, `1..V-1`, is a
 value a sequence can take); `vocab_size >= min_vocab_size(...)`, so that every row, enhanced
 prefixes included, keeps at least one real target.
@@ -23,9 +25,10 @@ prefixes included, keeps at least one real target.
 
 import dataclasses
 import math
-import numbers
 
 import numpy as np
+
+from t3kan_jax.data.fields import bool_field, field, int_field, positive_field, zero_pad_id
 
 GENERATOR_FIELDS = (
     "samples",
@@ -83,38 +86,17 @@ def min_vocab_size(seq_step: int, components_number: int, enhance: bool) -> int:
     return smallest
 
 
-def _field(config, name):
-    try:
-        return config[name]
-    except (KeyError, AttributeError) as e:
-        raise ValueError(f"data config is missing the field {name!r}") from e
-
-
-def _int_field(config, name: str, low: int) -> int:
-    value = _field(config, name)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name}={value!r}: must be an integer >= {low}")
-    return int(value)
-
-
-def _bool_field(config, name: str) -> bool:
-    value = _field(config, name)
-    if not isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name}={value!r}: must be True or False")
-    return bool(value)
-
-
 def validate_config(config) -> dict:
     """Checks the generator fields of `config`; returns them as a plain dict of Python scalars."""
     fields = {
-        "samples": _int_field(config, "samples", 1),
-        "seq_step": _int_field(config, "seq_step", 1),
-        "components_number": _int_field(config, "components_number", 1),
-        "seed": _int_field(config, "seed", 0),
-        "allow_descending": _bool_field(config, "allow_descending"),
-        "enhance": _bool_field(config, "enhance"),
+        "samples": int_field(config, "samples", 1),
+        "seq_step": int_field(config, "seq_step", 1),
+        "components_number": int_field(config, "components_number", 1),
+        "seed": int_field(config, "seed", 0),
+        "allow_descending": bool_field(config, "allow_descending"),
+        "enhance": bool_field(config, "enhance"),
     }
-    vocab_size = _int_field(config, "vocab_size", 2)
+    vocab_size = int_field(config, "vocab_size", 2)
     need = min_vocab_size(fields["seq_step"], fields["components_number"], fields["enhance"])
     if vocab_size < need:
         raise ValueError(
@@ -122,22 +104,9 @@ def validate_config(config) -> dict:
             f"components_number={fields['components_number']}, enhance={fields['enhance']}: "
             f"need vocab_size >= {need} so that every row keeps at least one real target"
         )
-    pad_id = _field(config, "pad_id")
-    if isinstance(pad_id, bool) or not isinstance(pad_id, numbers.Integral) or pad_id != 0:
-        raise ValueError(
-            f"pad_id={pad_id!r}: the only legal value is 0 (the pad must be a vocabulary index "
-            f"that no sequence takes, and sequences take every value in [1, {vocab_size - 1}])"
-        )
-    weight = _field(config, "seq_components_weights")
-    if (
-        isinstance(weight, bool)
-        or not isinstance(weight, numbers.Real)
-        or not math.isfinite(weight)
-        or weight <= 0
-    ):
-        raise ValueError(f"seq_components_weights={weight!r}: must be a finite number > 0")
-    weight = int(weight) if isinstance(weight, numbers.Integral) else float(weight)
-    return {**fields, "vocab_size": vocab_size, "pad_id": 0, "seq_components_weights": weight}
+    pad_id = zero_pad_id(config, f"sequences take every value in [1, {vocab_size - 1}]")
+    weight = positive_field(config, "seq_components_weights")
+    return {**fields, "vocab_size": vocab_size, "pad_id": pad_id, "seq_components_weights": weight}
 
 
 def components_probabilities(components_number: int, weight: float) -> np.ndarray:
@@ -214,3 +183,45 @@ def generate_sequences(config) -> Sequences:
             for f in dataclasses.fields(Sequences)
         }
     )
+
+
+_EXTRAPOLATION_STREAM = 0xE87A  # Keeps the extrapolation draws apart from the training draws.
+
+
+def extrapolation_split(config) -> Sequences:
+    """Rows longer than any training row, in the training vocabulary (docs/data.md).
+
+    With `k = extrapolation_factor`, the rows come from the generator with `seq_step = S // k`
+    (steps `1..S/k`, a subset of the training steps; rows of `V // (S/k)` columns), a seed of
+    their own, and are kept only if they hold at least `V // S` real targets, i.e. more than a
+    training row has columns. `round(test_fraction · samples)` rows (at least 1).
+    """
+    cfg = validate_config(config)
+    factor = int_field(config, "extrapolation_factor", 0)
+    if factor < 2:
+        raise ValueError(
+            f"extrapolation_factor={factor}: an extrapolation split needs a factor >= 2 "
+            "(0 means no extrapolation split)"
+        )
+    if cfg["seq_step"] % factor:
+        raise ValueError(
+            f"extrapolation_factor={factor} must divide seq_step={cfg['seq_step']}, so that the "
+            f"longer rows' steps 1..seq_step/extrapolation_factor are steps seen in training"
+        )
+    train_columns = cfg["vocab_size"] // cfg["seq_step"]
+    rows = max(1, round(float(field(config, "test_fraction")) * cfg["samples"]))
+    seed = int(np.random.SeedSequence([cfg["seed"], _EXTRAPOLATION_STREAM]).generate_state(1)[0])
+    longer = {**cfg, "seq_step": cfg["seq_step"] // factor, "seed": seed}
+    limit = max(64 * rows, 4096)
+    generated = rows
+    while True:  # Fewer samples give a prefix of more, so doubling keeps earlier picks.
+        seqs = generate_sequences({**longer, "samples": generated})
+        long_rows = np.flatnonzero(np.sum(seqs.targets != cfg["pad_id"], axis=1) >= train_columns)
+        if long_rows.size >= rows:
+            return seqs.take(long_rows[:rows])
+        if generated >= limit:
+            raise ValueError(
+                f"extrapolation_factor={factor}: only {long_rows.size} of {generated} rows are "
+                f"longer than the training rows ({train_columns} columns); raise it"
+            )
+        generated *= 2
