@@ -1,0 +1,98 @@
+"""Shared Flax layers: RMSNorm, SwiGLU, causal depthwise conv, causal self-attention with RoPE.
+
+RoPE itself is `t3kan_jax.ttt.rope.apply_rope`, the one the TTT layer uses.
+"""
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from t3kan_jax.ttt.rope import apply_rope
+
+# A factory of modules, e.g. `functools.partial(nn.Dense, use_bias=False)`.
+ModuleFactory = Callable[..., nn.Module]
+# A factory of Dense-like layers: `dense(features, name=...)` returns a module mapping [..., I]
+# to [..., features]; nn.Dense for the Transformer, KANDense for the Kansformer.
+DenseFactory = ModuleFactory
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm (Zhang & Sennrich 2019): `x / rms(x) * scale`, statistics in float32."""
+
+    eps: float = 1e-6
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_BTD):
+        scale_D = self.param("scale", nn.initializers.ones, (x_BTD.shape[-1],), self.param_dtype)
+        x32_BTD = x_BTD.astype(jnp.float32)
+        inv_BT1 = jax.lax.rsqrt(jnp.mean(jnp.square(x32_BTD), axis=-1, keepdims=True) + self.eps)
+        return (x32_BTD * inv_BT1).astype(self.dtype) * scale_D.astype(self.dtype)
+
+
+class SwiGLU(nn.Module):
+    """SwiGLU MLP (Shazeer 2020): `w2(silu(w1 x) * w3 x)`, layer names as in the TTT-LM code."""
+
+    hidden: int
+    dense: DenseFactory
+
+    @nn.compact
+    def __call__(self, x_BTD):
+        width = x_BTD.shape[-1]
+        gate_BTM = self.dense(self.hidden, name="w1")(x_BTD)
+        up_BTM = self.dense(self.hidden, name="w3")(x_BTD)
+        return self.dense(width, name="w2")(nn.silu(gate_BTM) * up_BTM)
+
+
+class CausalConv(nn.Module):
+    """Depthwise causal conv along time: output t sees inputs t-width+1..t (Mamba-style)."""
+
+    width: int
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_BTD):
+        features = x_BTD.shape[-1]
+        return nn.Conv(
+            features,
+            kernel_size=(self.width,),
+            padding=((self.width - 1, 0),),
+            feature_group_count=features,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv",
+        )(x_BTD)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with RoPE on Q and K along the sequence axis.
+
+    Padding needs no mask: with right padding, real tokens only attend to earlier (real) tokens.
+    """
+
+    num_heads: int
+    dense: DenseFactory
+    rope_theta: float = 10000.0
+    implementation: str | None = None  # jax.nn.dot_product_attention backend; None = JAX picks
+
+    @nn.compact
+    def __call__(self, x_BTD):
+        batch, seq_len, width = x_BTD.shape
+        head_dim = width // self.num_heads
+
+        def heads(name):
+            y_BTD = self.dense(width, name=name)(x_BTD)
+            return y_BTD.reshape(batch, seq_len, self.num_heads, head_dim)
+
+        q_BTHF, k_BTHF, v_BTHF = heads("wq"), heads("wk"), heads("wv")
+        positions_T = jnp.arange(seq_len)
+        q_BTHF = apply_rope(q_BTHF, positions_T, self.rope_theta)
+        k_BTHF = apply_rope(k_BTHF, positions_T, self.rope_theta)
+        out_BTHF = jax.nn.dot_product_attention(
+            q_BTHF, k_BTHF, v_BTHF, is_causal=True, implementation=self.implementation
+        )
+        return self.dense(width, name="wo")(out_BTHF.reshape(batch, seq_len, width))
