@@ -1,0 +1,207 @@
+"""The TTT layer (Sun et al. 2024, §2.7; the official code's "Mamba backbone" variant), Flax Linen.
+
+x ─ Q/K projection (shared) ─ causal convs (separate for Q and K) ─ RoPE along T ─┐
+  ─ V projection ───────────────────────────────────────────────────────────────── inner loop
+  ─ lr gate `base_lr · sigmoid(θ_h·x + c_h) / d` per head and token ──────────────┘ per (B, H)
+→ LayerNorm → ⊙ gelu(x W_g) → W_o.
+
+Padding (`mask_BT`, 1 = real token, right padding): padded tokens get lr 0, so they never change
+the inner state. Real outputs do not depend on later tokens anyway (everything is causal), and the
+zero lr also keeps the state after the last real token's mini-batch free of padding.
+"""
+
+import dataclasses
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from t3kan_jax.ttt.inner_loop import DEFAULT_UNROLL, FORMS, default_token_scale, inner_loop
+from t3kan_jax.ttt.learners import get_learner
+from t3kan_jax.ttt.rope import apply_rope
+
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class TTTConfig:
+    """TTT layer hyper-parameters.
+
+    width, num_heads: model width D and heads H (head dim d = D / H, even for RoPE).
+    inner: registered inner learner ("linear", "mlp", "kan", ...).
+    mini_batch_size: inner mini-batch size b. form: "dual" or "primal" (same result).
+    base_lr: inner base learning rate; None = the learner's default (1.0 linear, 0.1 mlp/kan).
+    conv_width: causal depthwise conv width on Q and K (0 = none). share_qk: Q and K from one
+      projection (then the separate convs make them differ; needs conv_width >= 1).
+    rope_theta: RoPE base. kan_*: B-spline grid of the KAN learner (range: see docs/ttt.md).
+    remat_every: checkpoint the inner loop every this many mini-batches (0 = off).
+    unroll: inner scan steps per loop iteration. dtype: compute dtype of the projections; the
+      inner loop always runs in float32.
+    """
+
+    width: int
+    num_heads: int
+    inner: str = "linear"
+    mini_batch_size: int = 16
+    base_lr: float | None = None
+    form: str = "dual"
+    conv_width: int = 4
+    share_qk: bool = True
+    rope_theta: float = 10000.0
+    kan_grid_size: int = 5
+    kan_degree: int = 3
+    kan_grid_min: float = -3.0
+    kan_grid_max: float = 3.0
+    remat_every: int = 0
+    unroll: int = DEFAULT_UNROLL
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        get_learner(self.inner)
+        for name, allowed in (("form", FORMS), ("dtype", DTYPES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"TTTConfig.{name}={getattr(self, name)!r}: allowed values are {allowed}"
+                )
+        for name, low in (
+            ("width", 1),
+            ("num_heads", 1),
+            ("mini_batch_size", 1),
+            ("conv_width", 0),
+            ("kan_grid_size", 1),
+            ("kan_degree", 0),
+            ("remat_every", 0),
+            ("unroll", 1),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"TTTConfig.{name}={value!r}: must be an int >= {low}")
+        if self.width % self.num_heads or (self.width // self.num_heads) % 2:
+            raise ValueError(
+                f"TTTConfig.width={self.width}, num_heads={self.num_heads}: the head dim "
+                "width / num_heads must be an even integer (RoPE)"
+            )
+        if self.base_lr is not None and not self.base_lr > 0:
+            raise ValueError(f"TTTConfig.base_lr={self.base_lr!r}: must be None or > 0")
+        if not self.rope_theta > 0:
+            raise ValueError(f"TTTConfig.rope_theta={self.rope_theta!r}: must be > 0")
+        if not self.kan_grid_min < self.kan_grid_max:
+            raise ValueError(
+                f"TTTConfig.kan_grid_min={self.kan_grid_min} must be < "
+                f"kan_grid_max={self.kan_grid_max}"
+            )
+        if self.share_qk and not self.conv_width:
+            raise ValueError(
+                "TTTConfig.share_qk=True needs conv_width >= 1 (without the convs Q == K)"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        """Head dim d."""
+        return self.width // self.num_heads
+
+    @property
+    def inner_base_lr(self) -> float:
+        """`base_lr`, or the learner's default when it is None."""
+        return get_learner(self.inner).default_base_lr if self.base_lr is None else self.base_lr
+
+    def learner_options(self) -> dict:
+        """Keyword options for the learner's `init`."""
+        if self.inner != "kan":
+            return {}
+        grid_range = (self.kan_grid_min, self.kan_grid_max)
+        return {
+            "grid_size": self.kan_grid_size,
+            "degree": self.kan_degree,
+            "grid_range": grid_range,
+        }
+
+
+class TTTLayer(nn.Module):
+    """TTT layer: `__call__(x_BTD, mask_BT=None) -> y_BTD` (same dtype as `x_BTD`)."""
+
+    cfg: TTTConfig
+
+    @nn.compact
+    def __call__(self, x_BTD, mask_BT=None):
+        cfg = self.cfg
+        b, t, d = x_BTD.shape
+        if d != cfg.width:
+            raise ValueError(f"TTTLayer: input width {d} != TTTConfig.width={cfg.width}")
+        if mask_BT is not None and jnp.shape(mask_BT) != (b, t):
+            raise ValueError(f"TTTLayer: mask_BT must be {(b, t)}, got {jnp.shape(mask_BT)}")
+        h, f, n = cfg.num_heads, cfg.head_dim, cfg.mini_batch_size
+        dtype = jnp.dtype(cfg.dtype)
+        dense = functools.partial(nn.Dense, d, use_bias=False, dtype=dtype)
+        x = x_BTD.astype(dtype)
+        if cfg.share_qk:
+            q = k = dense(name="wqk")(x)
+        else:
+            q, k = dense(name="wq")(x), dense(name="wk")(x)
+        if cfg.conv_width:
+            q, k = self._conv("conv_q")(q), self._conv("conv_k")(k)
+        v = dense(name="wv")(x)
+
+        def heads(a):
+            return a.astype(jnp.float32).reshape(b, t, h, f)
+
+        positions_T = jnp.arange(t)
+        q_BTHF = apply_rope(heads(q), positions_T, cfg.rope_theta)
+        k_BTHF = apply_rope(heads(k), positions_T, cfg.rope_theta)
+        v_BTHF = heads(v)
+
+        # Learnable inner learning rate per head and token (TTT paper §2.7).
+        gate = nn.Dense(h, kernel_init=nn.initializers.normal(0.02), name="lr_gate")
+        lr_BTH = cfg.inner_base_lr * jax.nn.sigmoid(gate(x_BTD.astype(jnp.float32))) / f
+        if mask_BT is not None:
+            lr_BTH = lr_BTH * jnp.asarray(mask_BT, jnp.float32)[..., None]
+        self.sow("intermediates", "inner_lr", lr_BTH)
+        # Token-index scale s_i = max(0, 1/i + δ_i), δ learnable from 0 (official code).
+        delta_N = self.param("token_offset", nn.initializers.zeros, (n,), jnp.float32)
+        s_N = jnp.maximum(0.0, default_token_scale(n) + delta_N)
+        inner_H = self.param("inner", self._init_inner)
+
+        def one_head(params, q_TF, k_TF, v_TF, lr_T):
+            out_TF, _ = inner_loop(
+                cfg.inner,
+                params,
+                q_TF,
+                k_TF,
+                v_TF,
+                lr_T,
+                mini_batch_size=n,
+                form=cfg.form,
+                token_scale=s_N,
+                unroll=cfg.unroll,
+                remat_every=cfg.remat_every,
+            )
+            return out_TF
+
+        # vmap over heads, then batch: one scan whose body processes every (B, H) at once.
+        per_head = jax.vmap(one_head, in_axes=(0, 1, 1, 1, 1), out_axes=1)
+        out_BTHF = jax.vmap(per_head, in_axes=(None, 0, 0, 0, 0))(
+            inner_H, q_BTHF, k_BTHF, v_BTHF, lr_BTH
+        )
+        y = nn.LayerNorm(epsilon=1e-6, name="post_norm")(out_BTHF.reshape(b, t, d))
+        y = nn.gelu(dense(name="wg")(x)) * y.astype(dtype)
+        return dense(name="wo")(y).astype(x_BTD.dtype)
+
+    def _conv(self, name):
+        """Causal depthwise conv over T (left padding), with bias, as in the official code."""
+        w = self.cfg.conv_width
+        return nn.Conv(
+            self.cfg.width,
+            kernel_size=(w,),
+            padding=[(w - 1, 0)],
+            feature_group_count=self.cfg.width,
+            dtype=jnp.dtype(self.cfg.dtype),
+            name=name,
+        )
+
+    def _init_inner(self, key):
+        """Initial inner weights, one set per head (learned by the outer loop)."""
+        cfg = self.cfg
+        learner = get_learner(cfg.inner)
+        keys = jax.random.split(key, cfg.num_heads)
+        return jax.vmap(lambda k: learner.init(k, cfg.head_dim, **cfg.learner_options()))(keys)
