@@ -1,10 +1,10 @@
-"""Inner learners: the registry and the built-in linear, mlp and kan learners.
+"""Inner learners: the registry and the built-in linear, mlp, kan and (LaCT's) swiglu learners.
 
 A new learner is one file that builds a `Learner` and calls `register_learner(name, learner)`;
 import it (here, or anywhere before use) and `inner_loop(name, ...)` runs it in both forms.
 """
 
-from t3kan_jax.ttt.learners import kan, linear, mlp
+from t3kan_jax.ttt.learners import kan, linear, mlp, swiglu
 from t3kan_jax.ttt.learners.base import (
     DualForm,
     Learner,
@@ -28,4 +28,5 @@ __all__ = [
     "register_learner",
     "registered_learners",
     "residual_readout",
+    "swiglu",
 ]
