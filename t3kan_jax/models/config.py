@@ -8,6 +8,8 @@ ARCHS = ("ttt", "transformer", "kansformer", "kat")
 INNERS = ("linear", "mlp", "kan")
 BACKBONES = ("mamba", "transformer")
 TTT_FORMS = ("dual", "primal")
+TTT_OPTIMIZERS = ("sgd", "titans", "lact")  # docs/inner_optimizers.md
+LACT_INNERS = (*INNERS, "swiglu")  # LaCT also takes its SwiGLU fast weights
 DTYPES = ("float32", "bfloat16")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 
@@ -28,6 +30,7 @@ _CHOICES = {
     "inner": INNERS,
     "backbone": BACKBONES,
     "ttt_form": TTT_FORMS,
+    "ttt_optimizer": TTT_OPTIMIZERS,
     "dtype": DTYPES,
     "param_dtype": DTYPES,
     "size": SIZES,
@@ -41,10 +44,11 @@ _POSITIVE_INTS = (
     "num_heads",
     "mini_batch_size",
     "kan_grid_size",
+    "lact_hidden_ratio",
 )
-_NONNEGATIVE_INTS = ("kan_degree", "conv_width", "remat_every", "mlp_hidden")
+_NONNEGATIVE_INTS = ("kan_degree", "conv_width", "remat_every", "mlp_hidden", "lact_window")
 _POSITIVE_FLOATS = ("mlp_ratio", "rope_theta", "init_std")
-_FLOATS = ("kan_grid_min", "kan_grid_max")
+_FLOATS = ("kan_grid_min", "kan_grid_max", "titans_momentum_bias", "titans_forget_bias")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +81,13 @@ class ModelConfig:
       param_dtype: parameter storage dtype.
       remat: wrap every block in nn.remat (recompute activations in the backward pass).
       init_std: std of the normal init of embeddings and Dense kernels (official TTT-LM: 0.02).
+      ttt_optimizer: inner optimizer of arch "ttt": "sgd" (mini-batch TTT), "titans" (momentum
+        and forgetting, Titans memory as a layer) or "lact" (large-chunk TTT plus window
+        attention; chunk = mini_batch_size; inner may also be "swiglu", LaCT's fast weights).
+      titans_momentum_bias, titans_forget_bias: initial biases of the Titans gates η and α.
+      lact_muon, lact_renorm: Muon-orthogonalised chunk updates; fast-weight renormalisation.
+      lact_window: LaCT sliding-window attention span in tokens (0 = none).
+      lact_hidden_ratio: SwiGLU fast-weight hidden width / head dim.
     """
 
     arch: str = "ttt"
@@ -105,10 +116,19 @@ class ModelConfig:
     param_dtype: str = "float32"
     remat: bool = False
     init_std: float = 0.02
+    ttt_optimizer: str = "sgd"
+    titans_momentum_bias: float = 0.0
+    titans_forget_bias: float = -4.0
+    lact_muon: bool = True
+    lact_renorm: bool = True
+    lact_window: int = 2048
+    lact_hidden_ratio: int = 1
 
     def __post_init__(self):
         for name, allowed in _CHOICES.items():
             value = getattr(self, name)
+            if name == "inner" and self.ttt_optimizer == "lact":
+                allowed = LACT_INNERS
             if value not in allowed:
                 raise ValueError(f"ModelConfig.{name}={value!r}: allowed values are {allowed}")
         for name in _POSITIVE_INTS + _NONNEGATIVE_INTS:
@@ -129,8 +149,11 @@ class ModelConfig:
             or not self.base_lr > 0
         ):
             raise ValueError(f"ModelConfig.base_lr={self.base_lr!r}: must be None or a number > 0")
-        if not isinstance(self.remat, bool):
-            raise ValueError(f"ModelConfig.remat={self.remat!r}: must be True or False")
+        for name in ("remat", "lact_muon", "lact_renorm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"ModelConfig.{name}={getattr(self, name)!r}: must be True or False"
+                )
         self._check_relations()
 
     def _check_relations(self):

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from t3kan_jax.ttt.decode import tail
 from t3kan_jax.ttt.rope import apply_rope
 
 # A factory of modules, e.g. `functools.partial(nn.Dense, use_bias=False)`.
@@ -68,10 +69,22 @@ class CausalConv(nn.Module):
         )(x_BTD)
 
 
+def conv_after_window(conv: nn.Module, x_BTD, window_BWD, width: int):
+    """A causal conv of `x_BTD` continuing after `window_BWD` (the width - 1 inputs before it,
+    None at the sequence start), and the window after `x_BTD` (for decoding)."""
+    if window_BWD is None:
+        return conv(x_BTD), tail(x_BTD, width - 1)
+    x_BTD = jnp.concatenate([window_BWD.astype(x_BTD.dtype), x_BTD], axis=1)
+    return conv(x_BTD)[:, width - 1 :], tail(x_BTD, width - 1)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with RoPE on Q and K along the sequence axis.
 
     Padding needs no mask: with right padding, real tokens only attend to earlier (real) tokens.
+    Decoding: `cache_len=L` also returns a KV cache of L positions holding these tokens (which
+    start at position 0); `cache=..., position=p` attends one token at p to the cached keys and
+    writes its own: `(y, cache)` either way.
     """
 
     num_heads: int
@@ -80,7 +93,7 @@ class CausalSelfAttention(nn.Module):
     implementation: str | None = None  # jax.nn.dot_product_attention backend; None = JAX picks
 
     @nn.compact
-    def __call__(self, x_BTD):
+    def __call__(self, x_BTD, *, cache=None, position=None, cache_len=None):
         batch, seq_len, width = x_BTD.shape
         head_dim = width // self.num_heads
 
@@ -89,10 +102,33 @@ class CausalSelfAttention(nn.Module):
             return y_BTD.reshape(batch, seq_len, self.num_heads, head_dim)
 
         q_BTHF, k_BTHF, v_BTHF = heads("wq"), heads("wk"), heads("wv")
-        positions_T = jnp.arange(seq_len)
+        positions_T = jnp.arange(seq_len) if cache is None else position + jnp.arange(seq_len)
         q_BTHF = apply_rope(q_BTHF, positions_T, self.rope_theta)
         k_BTHF = apply_rope(k_BTHF, positions_T, self.rope_theta)
-        out_BTHF = jax.nn.dot_product_attention(
-            q_BTHF, k_BTHF, v_BTHF, is_causal=True, implementation=self.implementation
-        )
-        return self.dense(width, name="wo")(out_BTHF.reshape(batch, seq_len, width))
+        if cache is None:
+            out_BTHF = jax.nn.dot_product_attention(
+                q_BTHF, k_BTHF, v_BTHF, is_causal=True, implementation=self.implementation
+            )
+        else:
+            if seq_len != 1 or position is None:
+                raise ValueError(f"a decode step takes one token and its position, got T={seq_len}")
+            start = (0, position, 0, 0)
+            k_BSHF = jax.lax.dynamic_update_slice(
+                cache["k"], k_BTHF.astype(cache["k"].dtype), start
+            )
+            v_BSHF = jax.lax.dynamic_update_slice(
+                cache["v"], v_BTHF.astype(cache["v"].dtype), start
+            )
+            cached_S = jnp.arange(k_BSHF.shape[1]) <= position
+            out_BTHF = jax.nn.dot_product_attention(
+                q_BTHF, k_BSHF, v_BSHF, mask=cached_S[None, None, None, :], implementation="xla"
+            )
+            new_cache = {"k": k_BSHF, "v": v_BSHF}
+        if cache_len is not None:
+            empty = jnp.zeros((batch, cache_len, self.num_heads, head_dim), k_BTHF.dtype)
+            new_cache = {
+                "k": empty.at[:, :seq_len].set(k_BTHF),
+                "v": empty.at[:, :seq_len].set(v_BTHF),
+            }
+        y_BTD = self.dense(width, name="wo")(out_BTHF.reshape(batch, seq_len, width))
+        return y_BTD if cache is None and cache_len is None else (y_BTD, new_cache)

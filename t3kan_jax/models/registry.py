@@ -11,6 +11,7 @@ from t3kan_jax.models.transformer import KAT, Kansformer, Transformer
 
 _ARCH_CLASSES = {"ttt": T3, "transformer": Transformer, "kansformer": Kansformer, "kat": KAT}
 _INNER_NAMES = {"linear": "T3Lin", "mlp": "T3MLP", "kan": "T3KAN"}
+_OPTIMIZER_PREFIXES = {"titans": "Titans", "lact": "LaCT"}
 
 
 def build_model(cfg: ModelConfig) -> CausalLM:
@@ -24,6 +25,10 @@ def build_model(cfg: ModelConfig) -> CausalLM:
 
 def model_name(cfg: ModelConfig) -> str:
     """Display name: T3Lin, T3MLP, T3KAN, Transformer, Kansformer or KAT."""
+    if cfg.arch == "ttt" and cfg.ttt_optimizer in _OPTIMIZER_PREFIXES:
+        # TitansLin/TitansMLP/TitansKAN, LaCT (SwiGLU fast weights), LaCTLin/LaCTMLP/LaCTKAN.
+        suffix = "" if cfg.inner == "swiglu" else _INNER_NAMES[cfg.inner][2:]
+        return _OPTIMIZER_PREFIXES[cfg.ttt_optimizer] + suffix
     if cfg.arch == "ttt":
         return _INNER_NAMES[cfg.inner]
     return _ARCH_CLASSES[cfg.arch].__name__
@@ -52,7 +57,7 @@ def describe(cfg: ModelConfig) -> str:
         lr = "default" if cfg.base_lr is None else cfg.base_lr
         parts.append(
             f"backbone={cfg.backbone} form={cfg.ttt_form} b={cfg.mini_batch_size} base_lr={lr} "
-            f"conv={cfg.conv_width}"
+            f"conv={cfg.conv_width} optimizer={cfg.ttt_optimizer}"
         )
     if cfg.arch == "kansformer" or (cfg.arch == "ttt" and cfg.inner == "kan"):
         parts.append(

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from t3kan_jax.ttt import decode as ttt_decode
 from t3kan_jax.ttt.inner_loop import DEFAULT_UNROLL, FORMS, default_token_scale, inner_loop
 from t3kan_jax.ttt.learners import get_learner
 from t3kan_jax.ttt.rope import apply_rope
@@ -119,19 +120,27 @@ class TTTConfig:
 
 
 class TTTLayer(nn.Module):
-    """TTT layer: `__call__(x_BTD, mask_BT=None) -> y_BTD` (same dtype as `x_BTD`)."""
+    """TTT layer: `__call__(x_BTD, mask_BT=None) -> y_BTD` (same dtype as `x_BTD`).
+
+    Decoding: `prefill=True` also returns the cache after the tokens (which start at position 0);
+    `cache=..., position=p` runs one token `x_B1D` at position p: `(y, cache)` either way. The cache
+    has a constant size: the conv windows and the inner `DecodeState` (t3kan_jax/ttt/decode.py).
+    """
 
     cfg: TTTConfig
 
     @nn.compact
-    def __call__(self, x_BTD, mask_BT=None):
+    def __call__(self, x_BTD, mask_BT=None, *, cache=None, position=None, prefill=False):
         cfg = self.cfg
         b, t, d = x_BTD.shape
         if d != cfg.width:
             raise ValueError(f"TTTLayer: input width {d} != TTTConfig.width={cfg.width}")
         if mask_BT is not None and jnp.shape(mask_BT) != (b, t):
             raise ValueError(f"TTTLayer: mask_BT must be {(b, t)}, got {jnp.shape(mask_BT)}")
-        h, f, n = cfg.num_heads, cfg.head_dim, cfg.mini_batch_size
+        if cache is not None and (t != 1 or position is None):
+            raise ValueError(f"TTTLayer: a decode step takes one token and its position, got T={t}")
+        decoding, new_cache = prefill or cache is not None, {}
+        h, f = cfg.num_heads, cfg.head_dim
         dtype = jnp.dtype(cfg.dtype)
         dense = functools.partial(nn.Dense, d, use_bias=False, dtype=dtype)
         x = x_BTD.astype(dtype)
@@ -139,14 +148,17 @@ class TTTLayer(nn.Module):
             q = k = dense(name="wqk")(x)
         else:
             q, k = dense(name="wq")(x), dense(name="wk")(x)
-        if cfg.conv_width:
+        if cfg.conv_width and decoding:
+            q, new_cache["conv_q"] = self._conv_decode("conv_q", q, cache)
+            k, new_cache["conv_k"] = self._conv_decode("conv_k", k, cache)
+        elif cfg.conv_width:
             q, k = self._conv("conv_q")(q), self._conv("conv_k")(k)
         v = dense(name="wv")(x)
 
         def heads(a):
             return a.astype(jnp.float32).reshape(b, t, h, f)
 
-        positions_T = jnp.arange(t)
+        positions_T = jnp.arange(t) if cache is None else position + jnp.arange(t)
         q_BTHF = apply_rope(heads(q), positions_T, cfg.rope_theta)
         k_BTHF = apply_rope(heads(k), positions_T, cfg.rope_theta)
         v_BTHF = heads(v)
@@ -157,6 +169,22 @@ class TTTLayer(nn.Module):
         if mask_BT is not None:
             lr_BTH = lr_BTH * jnp.asarray(mask_BT, jnp.float32)[..., None]
         self.sow("intermediates", "inner_lr", lr_BTH)
+        if decoding:
+            out_BTHF, new_cache["inner"] = self.inner_decode(
+                q_BTHF, k_BTHF, v_BTHF, lr_BTH, None if cache is None else cache["inner"], position
+            )
+        else:
+            out_BTHF = self.inner_outputs(x_BTD, q_BTHF, k_BTHF, v_BTHF, lr_BTH)
+        y = nn.LayerNorm(epsilon=1e-6, name="post_norm")(out_BTHF.reshape(b, t, d))
+        y = nn.gelu(dense(name="wg")(x)) * y.astype(dtype)
+        y = dense(name="wo")(y).astype(x_BTD.dtype)
+        return (y, new_cache) if decoding else y
+
+    def inner_outputs(self, x_BTD, q_BTHF, k_BTHF, v_BTHF, lr_BTH):
+        """The inner loop on every (B, H) -> `out_BTHF`; TitansLayer and LaCTLayer replace it."""
+        del x_BTD
+        cfg = self.cfg
+        n = cfg.mini_batch_size
         # Token-index scale s_i = max(0, 1/i + δ_i), δ learnable from 0 (official code).
         delta_N = self.param("token_offset", nn.initializers.zeros, (n,), jnp.float32)
         s_N = jnp.maximum(0.0, default_token_scale(n) + delta_N)
@@ -180,12 +208,49 @@ class TTTLayer(nn.Module):
 
         # vmap over heads, then batch: one scan whose body processes every (B, H) at once.
         per_head = jax.vmap(one_head, in_axes=(0, 1, 1, 1, 1), out_axes=1)
-        out_BTHF = jax.vmap(per_head, in_axes=(None, 0, 0, 0, 0))(
+        return jax.vmap(per_head, in_axes=(None, 0, 0, 0, 0))(
             inner_H, q_BTHF, k_BTHF, v_BTHF, lr_BTH
         )
-        y = nn.LayerNorm(epsilon=1e-6, name="post_norm")(out_BTHF.reshape(b, t, d))
-        y = nn.gelu(dense(name="wg")(x)) * y.astype(dtype)
-        return dense(name="wo")(y).astype(x_BTD.dtype)
+
+    def inner_decode(self, q_BTHF, k_BTHF, v_BTHF, lr_BTH, state, position):
+        """`inner_outputs` for decoding: the prefill (state None) or one step from `state`."""
+        if type(self).inner_outputs is not TTTLayer.inner_outputs:
+            raise ValueError(
+                f"{type(self).__name__} has no decode cache: its inner loop is not TTTLayer's"
+            )
+        cfg = self.cfg
+        n = cfg.mini_batch_size
+        delta_N = self.param("token_offset", nn.initializers.zeros, (n,), jnp.float32)
+        s_N = jnp.maximum(0.0, default_token_scale(n) + delta_N)
+        inner_H = self.param("inner", self._init_inner)
+        opts = {"mini_batch_size": n, "token_scale": s_N}
+        if state is None:
+            fn = functools.partial(
+                ttt_decode.prefill, cfg.inner, form=cfg.form, unroll=cfg.unroll,
+                remat_every=cfg.remat_every, **opts,
+            )  # fmt: skip
+            per_head = jax.vmap(fn, in_axes=(0, 1, 1, 1, 1), out_axes=(1, 0))
+            return jax.vmap(per_head, in_axes=(None, 0, 0, 0, 0))(
+                inner_H, q_BTHF, k_BTHF, v_BTHF, lr_BTH
+            )
+
+        def one_head(params, state, q_F, k_F, v_F, lr):
+            return ttt_decode.step(cfg.inner, params, state, q_F, k_F, v_F, lr, position, **opts)
+
+        per_head = jax.vmap(one_head, in_axes=(0, 0, 0, 0, 0, 0))
+        out_BHF, state = jax.vmap(per_head, in_axes=(None, 0, 0, 0, 0, 0))(
+            inner_H, state, q_BTHF[:, 0], k_BTHF[:, 0], v_BTHF[:, 0], lr_BTH[:, 0]
+        )
+        return out_BHF[:, None], state
+
+    def _conv_decode(self, name, a_BTD, cache):
+        """The causal conv `name` of `a_BTD` after the cached window of earlier inputs, and the
+        window after it (the last conv_width - 1 inputs)."""
+        w = self.cfg.conv_width
+        if cache is not None:
+            a_BTD = jnp.concatenate([cache[name].astype(a_BTD.dtype), a_BTD], axis=1)
+        out = self._conv(name)(a_BTD)
+        return out[:, w - 1 :] if cache is not None else out, ttt_decode.tail(a_BTD, w - 1)
 
     def _conv(self, name):
         """Causal depthwise conv over T (left padding), with bias, as in the official code."""

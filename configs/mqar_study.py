@@ -1,0 +1,85 @@
+"""One run of the MQAR study (issue 9): a 2-layer model on MQAR rows of T = 256 tokens.
+
+The study trains the 16 cells of GRID (T3Lin, T3MLP, T3KAN and the Transformer, at model width 64
+and 128, with 16 and 64 key-value pairs) and writes docs/results_mqar.md:
+
+Run:    python -m experiments.study --study=mqar --out_dir=runs/study_mqar \
+            --results=docs/results_mqar.md [--steps=N] [--only=t3lin,transformer]
+One cell:
+        python -m experiments.train --config=configs/mqar_study.py:t3kan-w128-k64
+Result: (to be measured; see docs/results_mqar.md)
+
+The model is selected by fields (`model.arch`, `model.inner`, `model.width`) and the task by
+`data.num_kv_pairs`; `get_config(cell)` sets them from a cell name of GRID. Training: Zoology
+(arXiv 2312.04927) sweeps lr 1e-4..1e-2 over ~20 epochs of 100k rows; a budget run here takes 40k
+rows (36k for training), batch 64 and 3000 steps (~5 epochs) at lr 3e-3. MQAR curves sit on a
+plateau before a sudden drop, so early stopping is off.
+"""
+
+from ml_collections import config_dict
+
+from configs import base, data
+
+# Model fields of each model of the study (the rest are base's).
+MODELS = {
+    "t3lin": {"arch": "ttt", "inner": "linear"},
+    "t3mlp": {"arch": "ttt", "inner": "mlp"},
+    "t3kan": {"arch": "ttt", "inner": "kan"},
+    "transformer": {"arch": "transformer"},
+}
+WIDTHS = (64, 128)
+NUM_KV_PAIRS = (16, 64)
+
+
+def cell_name(model: str, width: int, num_kv_pairs: int) -> str:
+    """The name of a cell, e.g. "t3kan-w128-k64" (also its workdir under the study's out_dir)."""
+    return f"{model}-w{width}-k{num_kv_pairs}"
+
+
+# The 16 cells: per (width, pairs) group the 4 models, in the order of the results table.
+GRID = tuple(
+    {"name": cell_name(m, w, k), "model": m, "width": w, "num_kv_pairs": k}
+    for w in WIDTHS
+    for k in NUM_KV_PAIRS
+    for m in MODELS
+)
+
+
+def apply_cell(config: config_dict.ConfigDict, cell: dict) -> config_dict.ConfigDict:
+    """Sets the model, width and number of pairs of a GRID cell in `config` (in place)."""
+    if cell["model"] not in MODELS:
+        raise ValueError(f"model={cell['model']!r}: must be one of {', '.join(map(repr, MODELS))}")
+    config.name = f"mqar-{cell['name']}"
+    config.model.update(MODELS[cell["model"]])
+    config.model.width = cell["width"]
+    config.data.num_kv_pairs = cell["num_kv_pairs"]
+    return config
+
+
+def get_config(cell: str = "t3kan-w64-k16") -> config_dict.ConfigDict:
+    """base with MQAR data (T = 256) and the study's model and training fields for `cell`."""
+    cells = {c["name"]: c for c in GRID}
+    if cell not in cells:
+        raise ValueError(f"cell={cell!r}: must be one of {', '.join(map(repr, cells))}")
+    config = base.get_config()
+    # Updated in place: the model's vocab_size refers to data.vocab_size.
+    config.data.update(data.PRESETS["mqar"])
+    config.data.samples = 40_000
+    config.data.input_seq_len = 256
+    config.data.train_fraction = 0.9
+    config.data.val_fraction = 0.05
+    config.data.test_fraction = 0.05
+    config.model.max_len = config.data.get_ref("input_seq_len")
+    config.model.depth = 2
+    # One head, as Zoology's attention baselines: head width = model width for every model, so
+    # the TTT hidden state (per-head fast weights) grows with the width as a recurrent state does.
+    config.model.num_heads = 1
+    config.train.steps = 3000
+    config.train.batch_size = 64
+    config.train.learning_rate = 3e-3
+    config.train.warmup_steps = 150
+    config.train.weight_decay = 0.1
+    config.train.eval_every = 200
+    config.train.patience = 0
+    config.train.checkpoint_every = 1000
+    return apply_cell(config, cells[cell])

@@ -1,0 +1,18 @@
+"""T3MLP: TTT layers with a two-layer MLP inner learner (TTT-MLP, hidden width 4d).
+
+Run:    python -m experiments.train --config=configs/t3mlp.py
+Result: (to be measured)
+"""
+
+from configs import base
+
+
+def get_config():
+    """base.get_config() with this model's fields."""
+    config = base.get_config()
+    config.name = "t3mlp"
+    config.model.arch = "ttt"
+    config.model.inner = "mlp"
+    # As configs/t3kan.py: 300 steps of 32 rows.
+    config.train.steps = 300
+    return config
