@@ -169,10 +169,11 @@ def test_generation_is_greedy_at_temperature_zero_and_seeded_per_row():
     assert decode.generate(cfg, params, prompts[:1], 4, greedy, use_cache=False) == out[:1]
     # A row samples with its own key: its continuation ignores the other prompts.
     sampling = SamplingConfig(top_k=5)
-    sampled = decode.generate(cfg, params, prompts, 5, sampling, seed=1)
-    again = decode.generate(cfg, params, [[7, 7, 7], *prompts[1:]], 5, sampling, seed=1)
+    same_length = [prompts[0], prompts[2], [4, 5, 6]]
+    sampled = decode.generate(cfg, params, same_length, 5, sampling, seed=1)
+    again = decode.generate(cfg, params, [[7, 7, 7], *same_length[1:]], 5, sampling, seed=1)
     assert sampled[1:] == again[1:]
-    assert decode.generate(cfg, params, prompts, 5, sampling, seed=2) != sampled
+    assert decode.generate(cfg, params, same_length, 5, sampling, seed=2) != sampled
 
 
 def test_bad_prompts_and_lengths_are_refused():

@@ -9,7 +9,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from t3kan_jax.ttt.decode import tail
 from t3kan_jax.ttt.rope import apply_rope
 
 # A factory of modules, e.g. `functools.partial(nn.Dense, use_bias=False)`.
@@ -67,15 +66,6 @@ class CausalConv(nn.Module):
             param_dtype=self.param_dtype,
             name="conv",
         )(x_BTD)
-
-
-def conv_after_window(conv: nn.Module, x_BTD, window_BWD, width: int):
-    """A causal conv of `x_BTD` continuing after `window_BWD` (the width - 1 inputs before it,
-    None at the sequence start), and the window after `x_BTD` (for decoding)."""
-    if window_BWD is None:
-        return conv(x_BTD), tail(x_BTD, width - 1)
-    x_BTD = jnp.concatenate([window_BWD.astype(x_BTD.dtype), x_BTD], axis=1)
-    return conv(x_BTD)[:, width - 1 :], tail(x_BTD, width - 1)
 
 
 class CausalSelfAttention(nn.Module):

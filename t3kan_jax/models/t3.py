@@ -6,7 +6,8 @@ import flax.linen as nn
 
 from t3kan_jax.models.blocks import CausalLM, compute_dtype, dense_factory, param_dtype, rms_norm
 from t3kan_jax.models.config import ModelConfig
-from t3kan_jax.models.layers import CausalConv, SwiGLU, conv_after_window
+from t3kan_jax.models.layers import CausalConv, SwiGLU
+from t3kan_jax.ttt.decode import conv_after_window
 from t3kan_jax.ttt.lact_layer import LaCTConfig, LaCTLayer
 from t3kan_jax.ttt.layer import TTTConfig, TTTLayer
 from t3kan_jax.ttt.titans_layer import TitansConfig, TitansLayer

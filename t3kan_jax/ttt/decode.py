@@ -34,6 +34,16 @@ def tail(x_BTD: jax.Array, size: int) -> jax.Array:
     return x_BTD[:, -size:]
 
 
+def conv_after_window(conv, x_BTD: jax.Array, window_BWD: jax.Array | None, width: int):
+    """A causal conv (`conv`: [B, T, D] -> [B, T, D], width `width`) of `x_BTD` continuing after
+    `window_BWD`, the width - 1 inputs before it (None at the sequence start); and the window
+    after `x_BTD`."""
+    if window_BWD is None:
+        return conv(x_BTD), tail(x_BTD, width - 1)
+    x_BTD = jnp.concatenate([window_BWD.astype(x_BTD.dtype), x_BTD], axis=1)
+    return conv(x_BTD)[:, width - 1 :], tail(x_BTD, width - 1)
+
+
 def _learner(kind) -> Learner:
     return kind if isinstance(kind, Learner) else get_learner(kind)
 

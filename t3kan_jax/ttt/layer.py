@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from t3kan_jax.ttt import decode as ttt_decode
+from t3kan_jax.ttt.decode import conv_after_window
 from t3kan_jax.ttt.inner_loop import DEFAULT_UNROLL, FORMS, default_token_scale, inner_loop
 from t3kan_jax.ttt.learners import get_learner
 from t3kan_jax.ttt.rope import apply_rope
@@ -149,8 +150,15 @@ class TTTLayer(nn.Module):
         else:
             q, k = dense(name="wq")(x), dense(name="wk")(x)
         if cfg.conv_width and decoding:
-            q, new_cache["conv_q"] = self._conv_decode("conv_q", q, cache)
-            k, new_cache["conv_k"] = self._conv_decode("conv_k", k, cache)
+
+            def conv(name, a):
+                window = None if cache is None else cache[name]
+                out, new_cache[name] = conv_after_window(
+                    self._conv(name), a, window, cfg.conv_width
+                )
+                return out
+
+            q, k = conv("conv_q", q), conv("conv_k", k)
         elif cfg.conv_width:
             q, k = self._conv("conv_q")(q), self._conv("conv_k")(k)
         v = dense(name="wv")(x)
@@ -242,15 +250,6 @@ class TTTLayer(nn.Module):
             inner_H, state, q_BTHF[:, 0], k_BTHF[:, 0], v_BTHF[:, 0], lr_BTH[:, 0]
         )
         return out_BHF[:, None], state
-
-    def _conv_decode(self, name, a_BTD, cache):
-        """The causal conv `name` of `a_BTD` after the cached window of earlier inputs, and the
-        window after it (the last conv_width - 1 inputs)."""
-        w = self.cfg.conv_width
-        if cache is not None:
-            a_BTD = jnp.concatenate([cache[name].astype(a_BTD.dtype), a_BTD], axis=1)
-        out = self._conv(name)(a_BTD)
-        return out[:, w - 1 :] if cache is not None else out, ttt_decode.tail(a_BTD, w - 1)
 
     def _conv(self, name):
         """Causal depthwise conv over T (left padding), with bias, as in the official code."""
