@@ -1,7 +1,8 @@
 """Kansformer baseline: the Transformer with B-spline KAN layers in place of its Dense layers.
 
 Run:    python -m experiments.train --config=configs/kansformer.py
-Result: (to be measured)
+Result: 98.2% test determined accuracy (accuracy 90.3%, last position 97.7%,
+        loss 0.369) after 600 steps, 407 s CPU time on 2 CPU cores (docs/results.md).
 """
 
 from configs import base

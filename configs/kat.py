@@ -1,7 +1,8 @@
 """KAT baseline: the Transformer with group-rational KAN (GR-KAN) MLPs (Yang & Wang 2024).
 
 Run:    python -m experiments.train --config=configs/kat.py
-Result: (to be measured)
+Result: 99.2% test determined accuracy (accuracy 91.4%, last position 98.9%,
+        loss 0.334) after 2000 steps, 269 s wall on 2 CPU cores (docs/results.md).
 """
 
 from configs import base

@@ -3,7 +3,9 @@
 The product's main job and the default of experiments/train.py.
 
 Run:    python -m experiments.train --config=configs/t3kan.py
-Result: (to be measured)
+Result: 99.0% test determined accuracy (accuracy 90.8%, last position 98.7%,
+        loss 0.390) after 300 steps, 142 s wall with compilation on 2 CPU cores
+        (`taskset -c 0,1`; docs/results.md).
 """
 
 from configs import base

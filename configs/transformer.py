@@ -1,7 +1,8 @@
 """Transformer baseline: Llama-style decoder (RoPE, SwiGLU, causal attention).
 
 Run:    python -m experiments.train --config=configs/transformer.py
-Result: (to be measured)
+Result: 99.1% test determined accuracy (accuracy 91.1%, last position 99.2%,
+        loss 0.349) after 2000 steps, 115 s wall on 2 CPU cores (docs/results.md).
 """
 
 from configs import base

@@ -100,6 +100,7 @@ def test_model_flops_match_jaxpr(name):
     assert counted == expected
 
 
+@pytest.mark.slow  # ~30 s of compiles on CI; the FLOP and field checks above stay fast
 def test_quick_run_rows(monkeypatch):
     monkeypatch.delenv("BENCH_MODEL_REMAT", raising=False)
     rows = model.run(quick=True)

@@ -195,6 +195,7 @@ def test_bad_prompts_and_lengths_are_refused():
         decode.generate(cfg, None, [[1]], 0)
 
 
+@pytest.mark.slow  # the CLI compiles its own model; decoding itself is tested above
 def test_cli_prints_a_continuation_per_prompt(tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("16,83,20,87\n1,2\n")
