@@ -58,6 +58,10 @@ def get_config() -> config_dict.ConfigDict:
     config.model.conv_width = 4
     # RoPE base frequency.
     config.model.rope_theta = 10000.0
+    # TTT layer: RoPE on its Q and K, and parameter-free RMS normalisation of Q and K per head
+    # (|k|^2 = d, so each inner step writes an O(1) fraction of the value; the MQAR study's).
+    config.model.ttt_rope = True
+    config.model.ttt_qk_norm = False
     # Checkpoint the TTT inner loop every this many mini-batches (0 = off); remat = recompute
     # every block in the backward pass. Both trade compute for memory at long context.
     config.model.remat_every = 0

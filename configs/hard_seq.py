@@ -9,7 +9,8 @@ Run:    python -m experiments.study --study=hard --out_dir=runs/study_hard \
             --results=docs/results_hard.md [--steps=N] [--only=t3kan,transformer]
 One cell:
         python -m experiments.train --config=configs/hard_seq.py:t3kan-w128
-Result: (to be measured; see docs/results_hard.md)
+Result: test determined accuracy 96.2-99.2% for every cell; T3Lin/T3MLP/T3KAN 88.8-96.4%
+        beyond the training length vs the Transformer's 16.2% / 45.1% (docs/results_hard.md).
 """
 
 from ml_collections import config_dict

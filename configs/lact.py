@@ -6,7 +6,8 @@ window of 16 keep LaCT's structure (one fast-weight update between the two halve
 window = chunk). On long sequences use chunks and windows of 2048 (`--config.model.*`).
 
 Run:    python -m experiments.train --config=configs/lact.py
-Result: (to be measured)
+Result: 99.8% test determined accuracy (accuracy 91.7%, last position 99.6%,
+        loss 0.320) after 600 steps, 116 s wall on 2 CPU cores (docs/results.md).
 """
 
 from configs import base

@@ -2,7 +2,8 @@
 place in every block; MLP memory (hidden width 4d), mini-batches of 16 tokens.
 
 Run:    python -m experiments.train --config=configs/titans.py
-Result: (to be measured)
+Result: 99.7% test determined accuracy (accuracy 91.5%, last position 99.8%,
+        loss 0.324) after 600 steps, 133 s wall on 2 CPU cores (docs/results.md).
 """
 
 from configs import base

@@ -1,8 +1,10 @@
 """Benchmarks: `python -m experiments.bench --suite=kan|ttt|model|decode [--out=FILE.json]`.
 
 Each suite lives in `experiments/benchmarks/<suite>.py` and exposes
-`run(quick: bool) -> list[dict]`; this entry point prints the rows as a table and writes them,
-with device and versions, as JSON.
+`run(quick: bool) -> Iterable[dict]`; this entry point prints each row as it comes (one JSON line)
+and rewrites the JSON report after each, so a run stopped by a time limit keeps its finished rows;
+at the end it prints the rows as a table. Suites take `BENCH_<SUITE>_...` environment variables
+that select rows (see each suite's docstring).
 """
 
 import importlib
@@ -42,8 +44,6 @@ def main(argv):
         raise app.UsageError(
             f"--suite={_SUITE.value!r}: no module experiments.benchmarks.{_SUITE.value}"
         ) from e
-    rows = suite.run(quick=_QUICK.value)
-    print(format_table(rows))
     report = {
         "suite": _SUITE.value,
         "command": " ".join(["python -m experiments.bench", *sys.argv[1:]]),
@@ -51,11 +51,15 @@ def main(argv):
         "backend": jax.default_backend(),
         "jax_version": jax.__version__,
         "python": platform.python_version(),
-        "rows": rows,
+        "rows": [],
     }
     out = _OUT.value or f"bench_{_SUITE.value}.json"
-    with open(out, "w") as f:
-        json.dump(report, f, indent=2)
+    for row in suite.run(quick=_QUICK.value):
+        report["rows"].append(row)
+        print(json.dumps(row), flush=True)
+        with open(out, "w") as f:
+            json.dump(report, f, indent=2)
+    print(format_table(report["rows"]))
     print(f"wrote {out}")
 
 

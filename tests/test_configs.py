@@ -20,6 +20,8 @@ NAMES = {
     "transformer": "Transformer",
     "kansformer": "Kansformer",
     "kat": "KAT",
+    "titans": "TitansMLP",
+    "lact": "LaCT",
 }
 
 

@@ -22,6 +22,7 @@ MODELS = {
     "T3Lin": {"arch": "ttt", "inner": "linear"},
     "T3MLP": {"arch": "ttt", "inner": "mlp", "backbone": "transformer", "conv_width": 0},
     "T3KAN": {"arch": "ttt", "inner": "kan"},
+    "T3Lin-recall": {"arch": "ttt", "inner": "linear", "ttt_qk_norm": True, "ttt_rope": False},
     "Transformer": {"arch": "transformer"},
     "Kansformer": {"arch": "kansformer"},
     "KAT": {"arch": "kat"},

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from t3kan_jax.ttt.layer import TTTConfig, TTTLayer
+from t3kan_jax.ttt.layer import TTTConfig, TTTLayer, rms_normalize
 from t3kan_jax.ttt.rope import apply_rope
 
 B, T, D, H = 2, 10, 8, 2
@@ -160,6 +160,8 @@ def test_base_lr_defaults_follow_the_learner():
         ({"base_lr": 0.0}, "TTTConfig.base_lr=0.0"),
         ({"kan_grid_min": 1.0, "kan_grid_max": 1.0}, "kan_grid_min"),
         ({"conv_width": 0}, "share_qk=True needs conv_width"),
+        ({"qk_norm": 1}, "TTTConfig.qk_norm=1: allowed values are True, False"),
+        ({"rope": "no"}, "TTTConfig.rope='no'"),
     ],
 )
 def test_config_validation(overrides, match):
@@ -192,3 +194,25 @@ def test_rope_is_a_relative_rotation():
     np.testing.assert_allclose(rotated[0], x[0])
     with pytest.raises(ValueError, match="even head dim"):
         apply_rope(jnp.ones((2, 1, 3)), jnp.arange(2))
+
+
+def test_qk_norm_and_no_rope_reach_the_inner_loop():
+    """qk_norm gives |q|^2 = |k|^2 = d per head and token; rope=False leaves Q and K unrotated."""
+    seen = {}
+
+    class Probe(TTTLayer):
+        def inner_outputs(self, x_BTD, q_BTHF, k_BTHF, v_BTHF, lr_BTH):
+            seen.update(q=q_BTHF, k=k_BTHF)
+            return super().inner_outputs(x_BTD, q_BTHF, k_BTHF, v_BTHF, lr_BTH)
+
+    x = _x()
+    for cfg in (_cfg(qk_norm=True, rope=False), _cfg(rope=False)):
+        layer = Probe(cfg)
+        layer.apply(layer.init(jax.random.key(0), x), x)
+        if cfg.qk_norm:
+            for a in (seen["q"], seen["k"]):
+                np.testing.assert_allclose(jnp.sum(a**2, -1), D // H, rtol=1e-4)
+            unnormed = dict(seen)
+    # Without RoPE the per-token keys are those of the unrotated path up to normalisation only.
+    np.testing.assert_allclose(rms_normalize(seen["k"]), unnormed["k"], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(apply_rope(seen["k"], jnp.arange(T)), seen["k"])

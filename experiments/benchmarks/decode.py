@@ -7,12 +7,15 @@ to every row: a decode step costs the same whatever the tokens. The timed functi
 `STEPS` greedy decode steps (`lax.scan`, the cache in the carry), so `ms_per_step` includes no
 dispatch overhead per token; the input cache is copied once per call, a small share of `STEPS`
 steps that each read it. `cache_mib` is the decode state: constant for TTT, the KV cache grows.
+
+Row selection (environment): BENCH_DECODE_MODELS (default T3Lin,T3KAN,Transformer),
+BENCH_DECODE_PROMPTS and BENCH_DECODE_BATCHES (comma-separated integers).
 """
 
 import jax
 import jax.numpy as jnp
 
-from experiments.benchmarks.timing import time_fn
+from experiments.benchmarks.timing import env_list, time_fn
 from t3kan_jax import models
 from t3kan_jax.generate.decode import decode_model
 
@@ -60,12 +63,15 @@ def _mib(tree) -> float:
     return sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(tree)) / 2**20
 
 
-def run(quick: bool) -> list[dict]:
+def run(quick: bool):
     """One row per (model, prompt length, batch)."""
     s = settings(quick)
+    s["prompts"] = env_list("BENCH_DECODE_PROMPTS", s["prompts"], int)
+    s["batches"] = env_list("BENCH_DECODE_BATCHES", s["batches"], int)
+    names = env_list("BENCH_DECODE_MODELS", tuple(MODELS), allowed=MODELS)
     max_len = max(s["prompts"]) + s["steps"]
-    rows = []
-    for name, fields in MODELS.items():
+    for name in names:
+        fields = MODELS[name]
         cfg = models.ModelConfig.from_config(
             {
                 **fields,
@@ -80,8 +86,11 @@ def run(quick: bool) -> list[dict]:
         loop = _decode_loop(model, s["steps"])
         for prompt_len in s["prompts"]:
             prompt = jax.random.randint(jax.random.key(1), (1, prompt_len), 0, s["vocab_size"])
-            prefill = jax.jit(
-                lambda p, t, m=model, n=prompt_len: m.apply(p, t, cache_len=n + s["steps"])
+            # Compiled ahead of timing (so BENCH_LOCK serialises only the timed runs).
+            prefill = (
+                jax.jit(lambda p, t, m=model, n=prompt_len: m.apply(p, t, cache_len=n + s["steps"]))
+                .lower(params, prompt)
+                .compile()
             )
             prefill_ms = time_fn(prefill, [(params, prompt)], warmup=1, iters=3)["median_ms"]
             logits, cache = prefill(params, prompt)
@@ -89,15 +98,15 @@ def run(quick: bool) -> list[dict]:
             for batch in s["batches"]:
                 cache_b = _rows_of_batch(cache, batch)
                 token_b = jnp.broadcast_to(token, (batch,))
-                timing = time_fn(loop, [(params, token_b, cache_b)], warmup=1, iters=5)
+                compiled = loop.lower(params, token_b, cache_b).compile()
+                timing = time_fn(compiled, [(params, token_b, cache_b)], warmup=1, iters=5)
                 step_ms = timing["median_ms"] / s["steps"]
-                rows.append({
+                yield {
                     "model": name, "size": s["size"], "prompt": prompt_len, "batch": batch,
                     "prefill_ms": prefill_ms, "ms_per_step": step_ms,
                     "tokens_per_s": batch * 1e3 / step_ms, "cache_mib": _mib(cache_b),
                     "params": models.count_params(params),
-                })  # fmt: skip
+                }  # fmt: skip
                 del cache_b
             del cache
         del params
-    return rows

@@ -5,11 +5,15 @@ vmapped over (B, H) as the layers run it. Rows: the Titans memory (momentum + fo
 mini-batch b = 16) per inner learner and form; LaCT's large-chunk SwiGLU fast weights per chunk
 size, with and without Muon; plain TTT-Linear (dual, b = 16) as the reference point of
 `--suite=ttt`; then the Titans and LaCT layers (`TitansLayer`, `LaCTLayer`). Shapes `B, H, T, d`.
+
+Row selection (environment): BENCH_INNER_OPT_SHAPES (indices into FULL_SHAPES, default all),
+BENCH_INNER_OPT_PARTS (default titans,lact,ttt,layers).
 """
 
 import jax
 import jax.numpy as jnp
 
+from experiments.benchmarks.timing import env_list
 from experiments.benchmarks.ttt import _timed
 from t3kan_jax.ttt import get_learner, inner_loop
 from t3kan_jax.ttt.lact import lact_inner_loop
@@ -95,27 +99,32 @@ def _layer_rows(shape, tag, iters) -> list[dict]:
     return rows
 
 
-def run(quick: bool) -> list[dict]:
+PARTS = ("titans", "lact", "ttt", "layers")
+
+
+def run(quick: bool):
     """Rows of fwd+bwd timings: Titans per learner and form, LaCT per chunk, TTT-Linear, layers."""
     shapes = QUICK_SHAPES if quick else FULL_SHAPES
+    chosen = env_list("BENCH_INNER_OPT_SHAPES", tuple(range(len(shapes))), int, range(len(shapes)))
+    parts = env_list("BENCH_INNER_OPT_PARTS", PARTS, allowed=PARTS)
     iters = 5 if quick else 20
-    rows = []
-    for i, shape in enumerate(shapes):
+    for i in chosen:
+        shape = shapes[i]
         b, h, t, f = shape
         tag = {"B": b, "H": h, "T": t, "d": f}
-        for kind, form in TITANS_ROWS:
+        for kind, form in TITANS_ROWS if "titans" in parts else ():
             arg_sets = [_args(kind, shape, seed, gates=3) for seed in (0, 1)]
             stats = _timed(_titans(kind, form), arg_sets, iters)
-            rows.append({**tag, "impl": f"titans-{kind}", "form": form, "b": MINI_BATCH, **stats})
+            yield {**tag, "impl": f"titans-{kind}", "form": form, "b": MINI_BATCH, **stats}
         arg_sets = [_args("swiglu", shape, seed, gates=1) for seed in (0, 1)]
-        for chunk in QUICK_CHUNKS if quick else FULL_CHUNKS[t]:
+        for chunk in (QUICK_CHUNKS if quick else FULL_CHUNKS[t]) if "lact" in parts else ():
             for muon in (False, True):
                 stats = _timed(_lact(chunk, muon), arg_sets, iters)
                 impl = "lact-swiglu" + ("-muon" if muon else "")
-                rows.append({**tag, "impl": impl, "form": "chunk", "b": chunk, **stats})
-        arg_sets = [_args("linear", shape, seed, gates=1) for seed in (0, 1)]
-        stats = _timed(_ttt_linear(), arg_sets, iters)
-        rows.append({**tag, "impl": "ttt-linear", "form": "dual", "b": MINI_BATCH, **stats})
-        if i == 0:
-            rows += _layer_rows(shape, tag, iters)
-    return rows
+                yield {**tag, "impl": impl, "form": "chunk", "b": chunk, **stats}
+        if "ttt" in parts:
+            arg_sets = [_args("linear", shape, seed, gates=1) for seed in (0, 1)]
+            stats = _timed(_ttt_linear(), arg_sets, iters)
+            yield {**tag, "impl": "ttt-linear", "form": "dual", "b": MINI_BATCH, **stats}
+        if i == 0 and "layers" in parts:
+            yield from _layer_rows(shape, tag, iters)

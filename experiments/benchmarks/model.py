@@ -21,6 +21,7 @@ configuration (e.g. out of memory) gives a row with `error`.
 
 Environment knobs (the full suite targets ~6 minutes on one H100):
   BENCH_MODEL_MAIN_T        comma-separated lengths of the 4-model comparison ("" = none)
+  BENCH_MODEL_MAIN_MODELS   comma-separated models of that comparison, default all four
   BENCH_MODEL_SWEEP_T       comma-separated sweep lengths ("" = no sweep), default SWEEP_T
   BENCH_MODEL_SWEEP_MODELS  sweep groups, "/" between groups, "," within: default
                             "T3Lin,Transformer/T3KAN" (SWEEP_GROUPS)
@@ -40,7 +41,7 @@ import numpy as np
 import optax
 
 from experiments.benchmarks import flops as flops_lib
-from experiments.benchmarks.timing import peak_memory_bytes, time_fn
+from experiments.benchmarks.timing import env_list, peak_memory_bytes, time_fn
 from t3kan_jax.models import ModelConfig, build_model
 from t3kan_jax.train.optim import make_optimizer
 
@@ -275,16 +276,6 @@ def measure(
     }
 
 
-def _env_list(var: str, default: tuple, parse) -> tuple:
-    value = os.environ.get(var)
-    if value is None:
-        return default
-    try:
-        return tuple(parse(v.strip()) for v in value.split(",") if v.strip())
-    except ValueError as e:
-        raise ValueError(f"{var}={value!r}: {e}") from e
-
-
 def _model_name(name: str) -> str:
     if name not in MODELS:
         raise ValueError(
@@ -297,9 +288,10 @@ def plan(quick: bool) -> list[tuple[str, int, bool]]:
     """(model, T, main) in run order; `main` = the 125M comparison (never skipped for time)."""
     if quick:
         return [(m, t, True) for t in QUICK_T for m in QUICK_MODELS]
-    main_t = _env_list("BENCH_MODEL_MAIN_T", MAIN_T, int)
-    todo = [(m, t, True) for t in main_t for m in MODELS]
-    sweep_t = sorted(_env_list("BENCH_MODEL_SWEEP_T", SWEEP_T, int), reverse=True)
+    main_t = env_list("BENCH_MODEL_MAIN_T", MAIN_T, int)
+    main_models = env_list("BENCH_MODEL_MAIN_MODELS", tuple(MODELS), allowed=MODELS)
+    todo = [(m, t, True) for t in main_t for m in main_models]
+    sweep_t = sorted(env_list("BENCH_MODEL_SWEEP_T", SWEEP_T, int), reverse=True)
     groups = os.environ.get("BENCH_MODEL_SWEEP_MODELS")
     if groups is not None:
         groups = [

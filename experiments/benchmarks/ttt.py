@@ -3,14 +3,19 @@
 Every row times `grad(sum(outputs))` with respect to all inputs and parameters. The inner loop is
 vmapped over (B, H) as the layer runs it; attention is `jax.nn.dot_product_attention` in bfloat16
 (cuDNN where it runs, else XLA). Shapes are `B, H, T, d` with mini-batch b = 16.
+
+Row selection (environment): BENCH_TTT_SHAPES (indices into FULL_SHAPES, default all),
+BENCH_TTT_KINDS (default linear,mlp,kan), BENCH_TTT_FORMS (default dual,primal), BENCH_TTT_SWEEP
+("0" drops the unroll/remat sweep rows), BENCH_TTT_EXTRA ("0" drops the attention and layer rows).
 """
 
+import os
 import time
 
 import jax
 import jax.numpy as jnp
 
-from experiments.benchmarks.timing import time_fn
+from experiments.benchmarks.timing import env_list, time_fn
 from t3kan_jax.ttt import get_learner, inner_loop
 from t3kan_jax.ttt.layer import TTTConfig, TTTLayer
 
@@ -89,38 +94,41 @@ def _timed(fn, arg_sets, iters) -> dict:
     return {"compile_s": compile_s, **stats}
 
 
-def run(quick: bool) -> list[dict]:
+def run(quick: bool):
     """Rows of fwd+bwd timings: inner loop per kind and form, attention, and the linear layer."""
     shapes = QUICK_SHAPES if quick else FULL_SHAPES
+    chosen = env_list("BENCH_TTT_SHAPES", tuple(range(len(shapes))), int, range(len(shapes)))
+    kinds = env_list("BENCH_TTT_KINDS", KINDS, allowed=KINDS)
+    forms = env_list("BENCH_TTT_FORMS", FORMS, allowed=FORMS)
+    sweep = os.environ.get("BENCH_TTT_SWEEP", "1") != "0"
+    extra = os.environ.get("BENCH_TTT_EXTRA", "1") != "0"
     iters = 5 if quick else 20
-    rows = []
-    for i, shape in enumerate(shapes):
-        b, h, t, f = shape
+    for i in chosen:
+        b, h, t, f = shapes[i]
         tag = {"B": b, "H": h, "T": t, "d": f, "b": MINI_BATCH}
-        for kind in KINDS:
-            arg_sets = [_inner_args(kind, shape, seed) for seed in (0, 1)]
-            for form in FORMS:
+        for kind in kinds:
+            arg_sets = [_inner_args(kind, shapes[i], seed) for seed in (0, 1)]
+            for form in forms:
                 settings = [(UNROLL, 0)]
-                if not quick and i == 0 and form == "dual":
+                if sweep and not quick and i == 0 and form == "dual":
                     settings += SWEEP.get(kind, ())
                 for unroll, remat in settings:
                     stats = _timed(_inner_grad(kind, form, unroll, remat), arg_sets, iters)
-                    rows.append(
+                    yield (
                         {**tag, "impl": f"ttt-{kind}", "form": form, "unroll": unroll}
                         | {"remat_every": remat, **stats}
                     )
-        attention_args = [_attention_args(shape, seed) for seed in (0, 1)]
+        if not extra:
+            continue
+        attention_args = [_attention_args(shapes[i], seed) for seed in (0, 1)]
         impls = ("cudnn", "xla") if jax.default_backend() == "gpu" else ("xla",)
         for impl in impls:
             stats = _timed(_attention_grad(impl), attention_args, iters)
-            rows.append({**tag, "impl": f"attention-{impl}", "form": "bf16", **stats})
+            yield {**tag, "impl": f"attention-{impl}", "form": "bf16", **stats}
         if i == 0:
             cfg = TTTConfig(width=h * f, num_heads=h, inner="linear", mini_batch_size=MINI_BATCH)
             fn, layer = _layer_grad(cfg)
             xs = [jax.random.normal(jax.random.key(s), (b, t, h * f)) for s in (0, 1)]
             params = layer.init(jax.random.key(0), xs[0])
             stats = _timed(fn, [(params, x) for x in xs], iters)
-            rows.append(
-                {**tag, "impl": "TTTLayer-linear", "form": "dual", "unroll": UNROLL, **stats}
-            )
-    return rows
+            yield {**tag, "impl": "TTTLayer-linear", "form": "dual", "unroll": UNROLL, **stats}

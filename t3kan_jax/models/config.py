@@ -71,6 +71,8 @@ class ModelConfig:
       conv_width: causal depthwise conv width (mamba backbone and TTT Q/K convs); 0 = no convs
         (backbone "transformer" only).
       rope_theta: RoPE base, along the sequence axis.
+      ttt_rope: RoPE on the TTT layer's Q and K (False: inner keys address by content alone).
+      ttt_qk_norm: RMS-normalise the TTT layer's Q and K per head (|k|^2 = d; see TTTConfig).
       remat_every: TTT inner-loop rematerialisation group (mini-batches); 0 = off.
       dtype: compute dtype; parameters stay `param_dtype`, logits are float32.
       size: "tiny" or a preset; from_config sets width/depth/num_heads/mlp_hidden from it.
@@ -108,6 +110,8 @@ class ModelConfig:
     kan_grid_max: float = 1.0
     conv_width: int = 4
     rope_theta: float = 10000.0
+    ttt_rope: bool = True
+    ttt_qk_norm: bool = False
     remat_every: int = 0
     dtype: str = "float32"
     size: str = "tiny"
@@ -149,7 +153,7 @@ class ModelConfig:
             or not self.base_lr > 0
         ):
             raise ValueError(f"ModelConfig.base_lr={self.base_lr!r}: must be None or a number > 0")
-        for name in ("remat", "lact_muon", "lact_renorm"):
+        for name in ("remat", "lact_muon", "lact_renorm", "ttt_rope", "ttt_qk_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"ModelConfig.{name}={getattr(self, name)!r}: must be True or False"

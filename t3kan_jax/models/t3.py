@@ -25,6 +25,8 @@ def ttt_config(cfg: ModelConfig) -> TTTConfig:
         conv_width=cfg.conv_width,
         share_qk=cfg.conv_width > 0,
         rope_theta=cfg.rope_theta,
+        rope=cfg.ttt_rope,
+        qk_norm=cfg.ttt_qk_norm,
         kan_grid_size=cfg.kan_grid_size,
         kan_degree=cfg.kan_degree,
         kan_grid_min=cfg.kan_grid_min,

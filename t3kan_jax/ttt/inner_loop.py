@@ -61,7 +61,7 @@ def inner_loop(
     """
     learner = kind if isinstance(kind, Learner) else get_learner(kind)
     xq, xk, xv, lr = (jnp.asarray(a) for a in (xq, xk, xv, lr))
-    _check_inputs(xq, xk, xv, lr, mini_batch_size, form, token_scale, unroll, remat_every)
+    check_inputs(xq, xk, xv, lr, mini_batch_size, form, token_scale, unroll, remat_every)
     if form == "dual" and learner.dual is None:
         raise ValueError(f"learner {kind!r} has no DualForm: use form='primal'")
     dtype = jnp.promote_types(
@@ -87,7 +87,7 @@ def inner_loop(
     inner, fixed = learner.split(params)
     # What loss, readout and features may read: fixed entries as values, updated ones as shapes.
     spec = {**fixed, **{k: jax.ShapeDtypeStruct(a.shape, a.dtype) for k, a in inner.items()}}
-    scan = functools.partial(_scan, unroll=unroll, remat_every=remat_every)
+    scan = functools.partial(scan_minibatches, unroll=unroll, remat_every=remat_every)
 
     if form == "primal":
         step = functools.partial(_primal_step, learner, fixed, s_N, causal_NN)
@@ -180,7 +180,7 @@ def _dual_step(learner, features, spec, s_N, causal_NN, carry, xs):
     return (w0_aug - ag[n:], tuple(new_rest)), zq
 
 
-def _scan(step, carry, xs, *, unroll, remat_every):
+def scan_minibatches(step, carry, xs, *, unroll, remat_every):
     """`lax.scan` over mini-batches; with `remat_every`, a scan over checkpointed groups.
 
     `unroll` counts mini-batches per loop iteration in both cases (a group of `remat_every`
@@ -199,8 +199,8 @@ def _scan(step, carry, xs, *, unroll, remat_every):
     return carry, jax.tree.map(lambda a: a.reshape(m, *a.shape[2:]), ys)
 
 
-def _check_inputs(xq, xk, xv, lr, mini_batch_size, form, token_scale, unroll, remat_every):
-    """ValueError naming the argument for any bad input."""
+def check_inputs(xq, xk, xv, lr, mini_batch_size, form, token_scale, unroll, remat_every):
+    """ValueError naming the argument for any bad inner-loop input (also Titans, LaCT)."""
     if form not in FORMS:
         raise ValueError(f"form={form!r}: allowed values are {FORMS}")
     for name, value, low in (

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from t3kan_jax.ttt.inner_loop import _check_inputs, _scan
+from t3kan_jax.ttt.inner_loop import check_inputs, scan_minibatches
 from t3kan_jax.ttt.learners import Learner, get_learner
 from t3kan_jax.ttt.muon import NS_STEPS, frobenius_norm, newton_schulz
 
@@ -73,7 +73,7 @@ def lact_inner_loop(
         raise ValueError(f"ns_steps={ns_steps!r}: must be an int >= 1")
     learner = kind if isinstance(kind, Learner) else get_learner(kind)
     xq, xk, xv, lr = map(jnp.asarray, (xq, xk, xv, lr))
-    _check_inputs(xq, xk, xv, lr, chunk_size, "primal", None, unroll, remat_every)
+    check_inputs(xq, xk, xv, lr, chunk_size, "primal", None, unroll, remat_every)
     dtype = jnp.promote_types(
         jnp.result_type(xq, xk, xv, lr, *jax.tree.leaves(params)), jnp.float32
     )
@@ -101,7 +101,7 @@ def lact_inner_loop(
         {k: frobenius_norm(w, axis=0) for k, w in inner.items() if w.ndim == 2} if renorm else {}
     )
     step = functools.partial(_chunk_step, learner, fixed, norms, muon=muon, ns_steps=ns_steps)
-    inner, z_MNO = _scan(step, inner, xs, unroll=unroll, remat_every=remat_every)
+    inner, z_MNO = scan_minibatches(step, inner, xs, unroll=unroll, remat_every=remat_every)
     z_TO = z_MNO.reshape(t_pad, -1)[:t]
     spec = {**fixed, **{k: jax.ShapeDtypeStruct(a.shape, a.dtype) for k, a in inner.items()}}
     out_TF = jax.vmap(functools.partial(learner.readout, spec))(z_TO, xq.astype(dtype))

@@ -36,7 +36,12 @@ class TTTConfig:
     base_lr: inner base learning rate; None = the learner's default (1.0 linear, 0.1 mlp/kan).
     conv_width: causal depthwise conv width on Q and K (0 = none). share_qk: Q and K from one
       projection (then the separate convs make them differ; needs conv_width >= 1).
-    rope_theta: RoPE base. kan_*: B-spline grid of the KAN learner (range: see docs/ttt.md).
+    rope: rotate Q and K by position (RoPE, base rope_theta); False = no rotation, so inner
+      keys address by content alone (associative recall).
+    qk_norm: RMS-normalise Q and K per head and token (parameter-free), so |k|^2 = d and the
+      lr `base_lr * sigmoid / d` writes an O(1) fraction of each value (as the L2-normalised keys
+      of DeltaNet and LaCT); False = the official TTT layer.
+    kan_*: B-spline grid of the KAN learner (range: see docs/ttt.md).
     remat_every: checkpoint the inner loop every this many mini-batches (0 = off).
     unroll: inner scan steps per loop iteration. dtype: compute dtype of the projections; the
       inner loop always runs in float32.
@@ -51,6 +56,8 @@ class TTTConfig:
     conv_width: int = 4
     share_qk: bool = True
     rope_theta: float = 10000.0
+    rope: bool = True
+    qk_norm: bool = False
     kan_grid_size: int = 5
     kan_degree: int = 3
     kan_grid_min: float = -3.0
@@ -86,6 +93,11 @@ class TTTConfig:
             )
         if self.base_lr is not None and not self.base_lr > 0:
             raise ValueError(f"TTTConfig.base_lr={self.base_lr!r}: must be None or > 0")
+        for name in ("rope", "qk_norm", "share_qk"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"TTTConfig.{name}={getattr(self, name)!r}: allowed values are True, False"
+                )
         if not self.rope_theta > 0:
             raise ValueError(f"TTTConfig.rope_theta={self.rope_theta!r}: must be > 0")
         if not self.kan_grid_min < self.kan_grid_max:
@@ -118,6 +130,11 @@ class TTTConfig:
             "degree": self.kan_degree,
             "grid_range": grid_range,
         }
+
+
+def rms_normalize(a_BTHF: jax.Array, eps: float = 1e-6) -> jax.Array:
+    """`a / rms(a)` over the head dim: |a|^2 = d per head and token."""
+    return a_BTHF * jax.lax.rsqrt(jnp.mean(jnp.square(a_BTHF), axis=-1, keepdims=True) + eps)
 
 
 class TTTLayer(nn.Module):
@@ -166,10 +183,13 @@ class TTTLayer(nn.Module):
         def heads(a):
             return a.astype(jnp.float32).reshape(b, t, h, f)
 
-        positions_T = jnp.arange(t) if cache is None else position + jnp.arange(t)
-        q_BTHF = apply_rope(heads(q), positions_T, cfg.rope_theta)
-        k_BTHF = apply_rope(heads(k), positions_T, cfg.rope_theta)
-        v_BTHF = heads(v)
+        q_BTHF, k_BTHF, v_BTHF = heads(q), heads(k), heads(v)
+        if cfg.rope:
+            positions_T = jnp.arange(t) if cache is None else position + jnp.arange(t)
+            q_BTHF = apply_rope(q_BTHF, positions_T, cfg.rope_theta)
+            k_BTHF = apply_rope(k_BTHF, positions_T, cfg.rope_theta)
+        if cfg.qk_norm:
+            q_BTHF, k_BTHF = rms_normalize(q_BTHF), rms_normalize(k_BTHF)
 
         # Learnable inner learning rate per head and token (TTT paper §2.7).
         gate = nn.Dense(h, kernel_init=nn.initializers.normal(0.02), name="lr_gate")

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from t3kan_jax.ttt.inner_loop import DEFAULT_UNROLL, FORMS, _check_inputs, _scan
+from t3kan_jax.ttt.inner_loop import DEFAULT_UNROLL, FORMS, check_inputs, scan_minibatches
 from t3kan_jax.ttt.learners import Learner, get_learner
 
 __all__ = ["FORMS", "linear_recurrence", "titans_inner_loop"]
@@ -81,7 +81,7 @@ def titans_inner_loop(
     """
     learner = kind if isinstance(kind, Learner) else get_learner(kind)
     xq, xk, xv, lr, momentum, forget = map(jnp.asarray, (xq, xk, xv, lr, momentum, forget))
-    _check_inputs(xq, xk, xv, lr, mini_batch_size, form, None, unroll, remat_every)
+    check_inputs(xq, xk, xv, lr, mini_batch_size, form, None, unroll, remat_every)
     for name, gate in (("momentum", momentum), ("forget", forget)):
         if gate.shape != lr.shape:
             raise ValueError(f"{name} must be [T] = {lr.shape}, got {gate.shape}")
@@ -119,7 +119,7 @@ def titans_inner_loop(
         "keep": jnp.asarray(keep_M, dtype),
     }
     spec = {**fixed, **{k: jax.ShapeDtypeStruct(a.shape, a.dtype) for k, a in inner.items()}}
-    scan = functools.partial(_scan, unroll=unroll, remat_every=remat_every)
+    scan = functools.partial(scan_minibatches, unroll=unroll, remat_every=remat_every)
 
     if form == "primal":
         step = functools.partial(_primal_step, learner, fixed)
