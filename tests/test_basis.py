@@ -22,12 +22,6 @@ basis = jax.jit(bspline_basis, static_argnums=2)
 derivative = jax.jit(bspline_basis_derivative, static_argnums=2)
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def scipy_basis(x, knots, degree):
     """`basis_element(t[i:i+p+2], extrapolate=False)` with NaN -> 0, stacked over i."""
     knots = np.asarray(knots, np.float64)

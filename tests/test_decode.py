@@ -36,14 +36,6 @@ def tiny(**fields) -> models.ModelConfig:
     )  # fmt: skip
 
 
-@pytest.fixture
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-
-
 def test_ttt_state_steps_equal_the_inner_loop(x64):
     kind = "linear"  # mlp and kan: in the T3MLP and T3KAN decoding tests
     d, t = 8, 11

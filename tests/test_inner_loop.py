@@ -25,20 +25,7 @@ FORMS = ("dual", "primal")
 F = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compiles():
-    """These tests check numerics, not speed: skip most XLA optimisation passes (compiles ~2x
-    faster on CPU)."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def _case(kind, t, seed=0, dtype=jnp.float32):

@@ -16,19 +16,7 @@ from t3kan_jax.ttt.muon import newton_schulz
 F = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compiles():
-    """Numerics, not speed: skip most XLA passes (compiles faster on CPU)."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def _case(kind, t, seed=0, dtype=jnp.float32):

@@ -14,13 +14,7 @@ from t3kan_jax.ttt.rope import apply_rope
 B, T, D, H = 2, 10, 8, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compiles():
-    """These tests check numerics, not speed: skip most XLA optimisation passes."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def _cfg(**overrides):

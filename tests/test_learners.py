@@ -16,19 +16,7 @@ KINDS = ("linear", "mlp", "kan")
 F = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compiles():
-    """These tests check numerics, not speed: skip most XLA optimisation passes."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def _params(kind, key, **options):

@@ -13,12 +13,6 @@ from t3kan_jax.ttt.muon import frobenius_norm, newton_schulz
 LOW, HIGH = 0.68, 1.21
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 @pytest.mark.parametrize("shape", [(16, 48), (48, 16), (24, 24)])
 def test_orthogonalises_and_keeps_singular_vectors(shape, x64):
     """For G = U Σ Vᵀ: `Uᵀ NS(G) V` is diagonal (to 1e-10) with entries in [0.68, 1.21]."""

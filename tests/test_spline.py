@@ -26,12 +26,6 @@ G, P, N_IN, N_OUT = 5, 3, 4, 3
 K = G + P
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 # Jitted once: eager calls compile op by op, which would dominate the test time.
 init = jax.jit(
     kan_init, static_argnums=(1, 2, 4), static_argnames=("spline_init", "spline_scale", "use_bias")

@@ -12,12 +12,6 @@ from t3kan_jax.ttt.learners import swiglu
 F = 6
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def _silu_derivative(x):
     """`silu'(x) = σ(x) (1 + x (1 − σ(x)))` (LaCT's `silu_backprop`)."""
     s = 1.0 / (1.0 + np.exp(-x))

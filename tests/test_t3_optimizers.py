@@ -21,13 +21,7 @@ VARIANTS = {
 T, CUT = 10, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compiles():
-    """Numerics, not speed: skip most XLA passes (compiles faster on CPU)."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 @pytest.mark.parametrize(("name", "expected"), [("titans", "TitansMLP"), ("lact", "LaCT")])

@@ -12,13 +12,7 @@ from t3kan_jax.ttt.titans_layer import TitansConfig, TitansLayer
 B, T, D, H, N = 2, 10, 8, 2, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compiles():
-    """Numerics, not speed: skip most XLA passes (compiles faster on CPU)."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def _x(seed=0, dtype=jnp.float32):
