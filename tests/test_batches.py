@@ -12,7 +12,7 @@ from configs.data import get_config
 from t3kan_jax.data import eval_batches, generate_sequences, train_batch
 from t3kan_jax.data.batches import make_batch
 
-_KEYS = ("inputs", "targets", "mask", "determined_mask", "last_mask", "components")
+_KEYS = ("inputs", "targets", "mask", "determined_mask", "last_mask", "input_mask", "components")
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,11 @@ def check_masks(batch, pad_id=0):
     """Masks against their definitions; determined targets checked to follow from their prefix."""
     targets, inputs, comps = batch["targets"], batch["inputs"], batch["components"]
     batch_size, row_len = targets.shape
-    chex.assert_shape([batch[k] for k in _KEYS[:5]], (batch_size, row_len))
+    chex.assert_shape([batch[k] for k in _KEYS[:6]], (batch_size, row_len))
     chex.assert_shape(comps, (batch_size,))
-    assert all(batch[k].dtype == np.float32 for k in _KEYS[2:5])
+    assert all(batch[k].dtype == np.float32 for k in _KEYS[2:6])
+    # Sequence rows are right-padded in inputs and targets alike: the model's mask is the loss's.
+    np.testing.assert_array_equal(batch["input_mask"], batch["mask"])
     assert all(batch[k].dtype == np.int32 for k in ("inputs", "targets", "components"))
     np.testing.assert_array_equal(batch["mask"] == 0, targets == pad_id)
     n_real = batch["mask"].sum(axis=1).astype(int)

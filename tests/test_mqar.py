@@ -149,3 +149,11 @@ def test_batches_mask_exactly_the_answers():
         np.testing.assert_array_equal(batch["last_mask"], expected_last)
         real = batch["inputs"][:, 0] != 0  # Filler rows of the last eval batch are all pad.
         np.testing.assert_array_equal(batch["mask"].sum(axis=1), 3 * real)
+        # The model's mask covers every column up to the last answer: the key-value pairs (pad
+        # targets) must reach the TTT layers, whose inner lr is 0 where input_mask is 0.
+        last = np.where(real, batch["targets"].shape[1] - np.argmax(answers[:, ::-1], axis=1), 0)
+        cols = np.arange(batch["targets"].shape[1])[None, :]
+        assert np.all(batch["input_mask"][cols < last[:, None]] == 1)
+        assert (
+            np.all(batch["input_mask"][:, :6][real] == 1) and not batch["input_mask"][~real].any()
+        )

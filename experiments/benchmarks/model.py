@@ -128,7 +128,7 @@ def make_train_step(model, optimizer):
     """jit((params, opt_state), batch) -> (new state, loss), the state donated."""
 
     def loss_fn(params, batch):
-        logits_BTV = model.apply(params, batch["inputs"], mask_BT=batch["mask"])
+        logits_BTV = model.apply(params, batch["inputs"], mask_BT=batch["input_mask"])
         ce_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, batch["targets"])
         return jnp.sum(ce_BT * batch["mask"]) / jnp.maximum(jnp.sum(batch["mask"]), 1.0)
 
@@ -148,6 +148,7 @@ def _random_batch(batch_size: int, seq_len: int, vocab_size: int, seed: int) -> 
         "inputs": jnp.asarray(tokens[:, :-1]),
         "targets": jnp.asarray(tokens[:, 1:]),
         "mask": jnp.ones((batch_size, seq_len), jnp.float32),
+        "input_mask": jnp.ones((batch_size, seq_len), jnp.float32),
     }
 
 
@@ -195,6 +196,7 @@ def _compile(name: str, seq_len: int, batch_size: int, *, quick: bool, remat: bo
         "inputs": jax.ShapeDtypeStruct((batch_size, seq_len), jnp.int32),
         "targets": jax.ShapeDtypeStruct((batch_size, seq_len), jnp.int32),
         "mask": jax.ShapeDtypeStruct((batch_size, seq_len), jnp.float32),
+        "input_mask": jax.ShapeDtypeStruct((batch_size, seq_len), jnp.float32),
     }
     lowered = make_train_step(model, optimizer).lower(state, batch)
     compiled = lowered.compile(compiler_options=_compiler_options(quick))

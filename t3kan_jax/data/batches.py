@@ -11,7 +11,11 @@ Mask convention (column `t` of `targets`, 0-based; `targets[t] = seq[t + 1]` is 
   step of its component both lie in the prefix); at every earlier position the target holds a fresh
   random start (`t + 1 < C`) or a fresh random step (`C <= t + 1 < 2C`). MQAR and text rows have
   `C = 0`, so there it equals `mask`;
-- `last_mask`: 1 at the last real target of each row (none in an all-pad row).
+- `last_mask`: 1 at the last real target of each row (none in an all-pad row);
+- `input_mask`: 1 on the columns before the row's right padding (every column up to the last
+  real input or target), the *model's* padding mask (`mask_BT`: TTT layers write nothing where it
+  is 0). It differs from `mask` where targets are pads inside a row: in MQAR every key-value
+  column has a pad target, yet the model must read and store it.
 """
 
 from collections.abc import Iterator
@@ -30,12 +34,15 @@ def make_batch(rows: Sequences, pad_id: int) -> dict[str, np.ndarray]:
     determined = mask & (position + 1 >= 2 * rows.components[:, None])
     last_index = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
     last = mask & (position == last_index[:, None])
+    real = mask | (rows.inputs != pad_id)
+    length = np.where(real.any(axis=1), real.shape[1] - np.argmax(real[:, ::-1], axis=1), 0)
     return {
         "inputs": rows.inputs,
         "targets": rows.targets,
         "mask": mask.astype(np.float32),
         "determined_mask": determined.astype(np.float32),
         "last_mask": last.astype(np.float32),
+        "input_mask": (position < length[:, None]).astype(np.float32),
         "components": rows.components,
     }
 

@@ -33,7 +33,7 @@ def evaluate_rows(model, params, rows: Sequences, batch_size: int, pad_id: int) 
     score = make_score_fn(model)
     result = Breakdown()
     for batch in data_lib.eval_batches(rows, batch_size, pad_id):
-        ce_BT, correct_BT = score(params, batch["inputs"], batch["targets"], batch["mask"])
+        ce_BT, correct_BT = score(params, batch["inputs"], batch["targets"], batch["input_mask"])
         result.add(batch, *jax.device_get((ce_BT, correct_BT)))
     return result
 

@@ -41,7 +41,7 @@ def make_train_step(model, optimizer, schedule, shardings: TrainState, batch_sha
     """The jitted update: (state, batch) -> (state, per-step metric sums), state donated."""
 
     def loss_fn(params, batch):
-        logits = model.apply(params, batch["inputs"], mask_BT=batch["mask"])
+        logits = model.apply(params, batch["inputs"], mask_BT=batch["input_mask"])
         return metrics.masked_loss(logits, batch)
 
     def train_step(state: TrainState, batch):
@@ -63,7 +63,7 @@ def make_eval_step(model, param_shardings, batch_sharding):
     """The jitted evaluation of one batch: metric sums."""
 
     def eval_step(params, batch):
-        logits = model.apply(params, batch["inputs"], mask_BT=batch["mask"])
+        logits = model.apply(params, batch["inputs"], mask_BT=batch["input_mask"])
         return metrics.token_sums(logits, batch)
 
     return jax.jit(eval_step, in_shardings=(param_shardings, batch_sharding))
