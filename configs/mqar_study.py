@@ -7,17 +7,17 @@ Run:    python -m experiments.study --study=mqar --out_dir=runs/study_mqar \
             --results=docs/results_mqar.md [--steps=N] [--only=t3lin,transformer]
 One cell:
         python -m experiments.train --config=configs/mqar_study.py:t3kan-w128-k64
-Result: Transformer w128-k16 99.98% answer accuracy, the other Transformer cells 0.8-3.3%
-        (their plateau lasts past 4000 steps); every TTT cell at chance, 0.01-0.04%
-        (docs/results_mqar.md; why: docs/results.md).
+Result: (to be rerun) At 4000 steps the Transformer reached 99.98% answer accuracy at
+        w128-k16 and 0.8-3.3% elsewhere (plateau past 4000 steps; 100% at w64-k16 and w128-k64
+        with 10000 steps); the TTT rows of that run are invalid (docs/results.md).
 
 The model is selected by fields (`model.arch`, `model.inner`, `model.width`) and the task by
 `data.num_kv_pairs`; `get_config(cell)` sets them from a cell name of GRID. Training: Zoology
 (arXiv 2312.04927) sweeps lr 1e-4..1e-2 over ~20 epochs of 100k rows; a budget run here takes 40k
-rows (36k for training), batch 64 and 4000 steps (~7 epochs) at lr 1e-3 (the Transformer at
-w64-k16 and w128-k64 drops off its plateau at ~3000 steps with 1e-3; at 3e-3 it had not after
-3000, and at 3e-4 not after 10000). MQAR curves sit on a plateau before a sudden drop, so early
-stopping is off.
+rows (36k for training), batch 64 and 10000 steps (~18 epochs) at lr 1e-3 (the Transformer at
+w64-k16 and w128-k64 drops off its plateau at 2500-3500 steps with 1e-3, but two of its four
+cells were still on it at 4000; at 3e-3 it had not dropped after 3000, at 3e-4 not fully after
+10000). MQAR curves sit on a plateau before a sudden drop, so early stopping is off.
 """
 
 from ml_collections import config_dict
@@ -84,7 +84,7 @@ def get_config(cell: str = "t3kan-w64-k16") -> config_dict.ConfigDict:
     # One head, as Zoology's attention baselines: head width = model width for every model, so
     # the TTT hidden state (per-head fast weights) grows with the width as a recurrent state does.
     config.model.num_heads = 1
-    config.train.steps = 4000
+    config.train.steps = 10000
     config.train.batch_size = 64
     config.train.learning_rate = 1e-3
     config.train.warmup_steps = 150
