@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from configs import base
+from configs import data as data_config
 from t3kan_jax import data, models
+from t3kan_jax.data.batches import make_batch
 from t3kan_jax.train import (
     NonFiniteLossError,
     checkpoint,
@@ -231,17 +233,13 @@ def test_ttt_layers_store_mqar_pairs_whose_targets_are_pads():
     """The model gets `input_mask`, not the loss mask: in MQAR every key-value column has a pad
     target, and a TTT layer writes nothing where its mask is 0. Changing a value far before its
     query (beyond the convs' reach) must change the answers' loss."""
-    from configs.data import get_config as data_config
-    from t3kan_jax.data.batches import make_batch
-    from t3kan_jax.train.loop import make_eval_step
-
-    cfg = data_config("mqar")
+    cfg = data_config.get_config("mqar")
     cfg.update(samples=8, num_kv_pairs=8, input_seq_len=40, vocab_size=64)
     batch = make_batch(data.generate_mqar(cfg), pad_id=0)
     model_cfg = models.ModelConfig(vocab_size=64, max_len=40, width=16, depth=1, num_heads=2)
     model = models.build_model(model_cfg)
     params = model.init(jax.random.key(0), batch["inputs"][:1])
-    step = make_eval_step(model, None, None)
+    step = loop.make_eval_step(model, None, None)
     changed = dict(batch, inputs=batch["inputs"].copy())
     changed["inputs"][:, 1] = np.where(batch["inputs"][:, 1] == 63, 62, 63)  # the first value
     before, after = step(params, batch), step(params, changed)

@@ -116,7 +116,8 @@ def run(quick: bool):
             arg_sets = [_args(kind, shape, seed, gates=3) for seed in (0, 1)]
             stats = _timed(_titans(kind, form), arg_sets, iters)
             yield {**tag, "impl": f"titans-{kind}", "form": form, "b": MINI_BATCH, **stats}
-        arg_sets = [_args("swiglu", shape, seed, gates=1) for seed in (0, 1)]
+        if "lact" in parts:
+            arg_sets = [_args("swiglu", shape, seed, gates=1) for seed in (0, 1)]
         for chunk in (QUICK_CHUNKS if quick else FULL_CHUNKS[t]) if "lact" in parts else ():
             for muon in (False, True):
                 stats = _timed(_lact(chunk, muon), arg_sets, iters)

@@ -141,7 +141,8 @@ def make_train_step(model, optimizer):
     return jax.jit(step, donate_argnums=0)
 
 
-def _random_batch(batch_size: int, seq_len: int, vocab_size: int, seed: int) -> dict:
+def random_batch(batch_size: int, seq_len: int, vocab_size: int, seed: int) -> dict:
+    """Random tokens (targets = inputs shifted by one), every position real."""
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, vocab_size, (batch_size, seq_len + 1), dtype=np.int32)
     return {
@@ -253,7 +254,7 @@ def measure(
         holder["state"], loss = compiled(holder["state"], batch)
         return loss
 
-    batches = [(_random_batch(batch_size, seq_len, cfg.vocab_size, s),) for s in (0, 1)]
+    batches = [(random_batch(batch_size, seq_len, cfg.vocab_size, s),) for s in (0, 1)]
     warmup, iters = (QUICK_WARMUP, QUICK_ITERS) if quick else (WARMUP, ITERS)
     stats = time_fn(one_step, batches, warmup=warmup, iters=iters)
     holder.clear()  # frees the device state before the next configuration

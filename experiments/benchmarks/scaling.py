@@ -10,6 +10,8 @@ Row selection (environment): BENCH_SCALING_MODELS (default T3Lin,Transformer), B
 (sequence lengths, default 2048), BENCH_SCALING_TOKENS (tokens per device and step, default 32768).
 """
 
+import os
+
 import jax
 import ml_collections
 import numpy as np
@@ -58,7 +60,7 @@ def measure(name: str, seq_len: int, tokens_per_device: int, n: int, *, quick: b
     holder = {"state": jax.device_put(init(jax.random.key(0)), replicated)}
     step = model_bench.make_train_step(model, optimizer)
     batches = [
-        (jax.device_put(model_bench._random_batch(batch_size, seq_len, cfg.vocab_size, s), rows),)
+        (jax.device_put(model_bench.random_batch(batch_size, seq_len, cfg.vocab_size, s), rows),)
         for s in (0, 1)
     ]
 
@@ -80,8 +82,8 @@ def run(quick: bool):
     """One row per (model, T, device count); efficiency against the one-device row."""
     names = env_list("BENCH_SCALING_MODELS", MODELS, allowed=model_bench.MODELS)
     seq_lens = (QUICK_SEQ_LEN,) if quick else env_list("BENCH_SCALING_T", SEQ_LENS, int)
-    tokens = QUICK_TOKENS if quick else env_list("BENCH_SCALING_TOKENS", (TOKENS_PER_DEVICE,), int)
-    tokens = tokens if isinstance(tokens, int) else tokens[0]
+    per_device = os.environ.get("BENCH_SCALING_TOKENS", TOKENS_PER_DEVICE)
+    tokens = QUICK_TOKENS if quick else int(per_device)
     for name in names:
         for seq_len in seq_lens:
             single = None
