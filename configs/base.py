@@ -62,10 +62,18 @@ def get_config() -> config_dict.ConfigDict:
     # (|k|^2 = d, so each inner step writes an O(1) fraction of the value; the MQAR study's).
     config.model.ttt_rope = True
     config.model.ttt_qk_norm = False
+    # TTT inner loop implementation: "xla" (a scan), "pallas" (fused GPU kernels for TTT-Linear's
+    # dual form, t3kan_jax/ttt/pallas_linear.py) or "auto" (pallas where it applies on a GPU).
+    config.model.ttt_impl = "xla"
     # Checkpoint the TTT inner loop every this many mini-batches (0 = off); remat = recompute
     # every block in the backward pass. Both trade compute for memory at long context.
     config.model.remat_every = 0
     config.model.remat = False
+    # Run the blocks as one scan over depth: the block is compiled once, not depth times (use it
+    # when deep models compile slowly). Same numbers, but the parameters sit under "blocks" with a
+    # leading depth axis instead of block_0, block_1, ...: checkpoints of the two layouts are not
+    # interchangeable (t3kan_jax.models.blocks.stack_block_params / unstack_block_params convert).
+    config.model.scan_layers = False
     # Compute dtype ("float32" or "bfloat16"; TTT inner loops stay float32) and parameter dtype.
     config.model.dtype = "float32"
     config.model.param_dtype = "float32"

@@ -13,6 +13,7 @@ from absl import app, flags
 
 from t3kan_jax.eval.restore import load_run
 from t3kan_jax.kan import plot_kan, uniform_knots
+from t3kan_jax.models.blocks import unstack_block_params
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by experiments.train.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default: DIR/kan_plots).")
@@ -21,7 +22,8 @@ _HEADS = flags.DEFINE_integer("heads", 1, "TTT heads drawn per layer (the first 
 
 
 def kan_layers(params, heads: int):
-    """`(name, pure params, knots, degree)` for each KAN found in a model's parameter tree."""
+    """`(name, pure params, knots, degree)` for each KAN found in a model's parameter tree
+    (ModelConfig.scan_layers' stacked blocks are read as block_0, block_1, ...)."""
     found = []
 
     def visit(node, path):
@@ -38,7 +40,7 @@ def kan_layers(params, heads: int):
         for key, child in node.items():
             visit(child, f"{path}.{key}" if path else key)
 
-    visit(params, "")
+    visit(unstack_block_params(params), "")
     return found
 
 

@@ -82,10 +82,11 @@ def test_dual_minibatch_flops_match_jaxpr(kind):
     assert counted == (t // b) * flops.dual_minibatch_flops(dims, b)
 
 
+@pytest.mark.parametrize("scan_layers", [False, True])
 @pytest.mark.parametrize("name", list(model.MODELS))
-def test_model_flops_match_jaxpr(name):
+def test_model_flops_match_jaxpr(name, scan_layers):
     t = 32
-    fields = dict(model.MODELS[name], vocab_size=128, max_len=t)
+    fields = dict(model.MODELS[name], vocab_size=128, max_len=t, scan_layers=scan_layers)
     if name == "Transformer":
         fields["attention_impl"] = "xla"
     cfg = ModelConfig(**fields)
@@ -103,6 +104,7 @@ def test_model_flops_match_jaxpr(name):
 @pytest.mark.slow  # ~30 s of compiles on CI; the FLOP and field checks above stay fast
 def test_quick_run_rows(monkeypatch):
     monkeypatch.delenv("BENCH_MODEL_REMAT", raising=False)
+    monkeypatch.delenv("BENCH_MODEL_SCAN_LAYERS", raising=False)
     rows = model.run(quick=True)
     assert [(r["model"], r["T"]) for r in rows] == [
         (m, t) for m in model.QUICK_MODELS for t in model.QUICK_T
@@ -117,6 +119,7 @@ def test_quick_run_rows(monkeypatch):
         assert r["mfu"] is None  # CPU: no known peak rate
         assert r["mem_method"] == "compiled" and r["peak_mem_gb"] > 0
         assert r["remat"] is False
+        assert r["scan_layers"] is True
         cfg = model.model_config(r["model"], r["T"], quick=True)
         assert r["flops_per_token"] == flops.model_flops_per_token(
             cfg, abstract_params(cfg), r["T"]
@@ -192,7 +195,8 @@ def test_plan_rejects_unknown_model(monkeypatch):
 def test_compile_fitting_remat_policy(monkeypatch, mode, before, mem, calls):
     seen = []
 
-    def fake_compile(name, seq_len, batch_size, *, quick, remat):
+    def fake_compile(name, seq_len, batch_size, *, quick, remat, scan_layers):
+        assert scan_layers is True
         seen.append(remat)
         return types.SimpleNamespace(remat=remat), None, None, None, mem
 
@@ -208,4 +212,24 @@ def test_compile_fitting_remat_policy(monkeypatch, mode, before, mem, calls):
 def test_run_rejects_bad_remat_mode(monkeypatch):
     monkeypatch.setenv("BENCH_MODEL_REMAT", "sometimes")
     with pytest.raises(ValueError, match="BENCH_MODEL_REMAT"):
+        model.run(quick=True)
+
+
+def test_scan_layers_from_environment(monkeypatch):
+    monkeypatch.delenv("BENCH_MODEL_SCAN_LAYERS", raising=False)
+    assert model.scan_layers_from_env() is True
+    assert model.model_config("T3Lin", 32, quick=True).scan_layers is True
+    monkeypatch.setenv("BENCH_MODEL_SCAN_LAYERS", "off")
+    assert model.scan_layers_from_env() is False
+    seen = []
+
+    def fake_measure(name, seq_len, tokens, *, scan_layers, **kwargs):
+        seen.append(scan_layers)
+        return {"step_ms": 1.0, "tokens_per_s": 1.0, "scan_layers": scan_layers}
+
+    monkeypatch.setattr(model, "measure", fake_measure)
+    rows = model.run(quick=True)
+    assert set(seen) == {False} and all(r["scan_layers"] is False for r in rows)
+    monkeypatch.setenv("BENCH_MODEL_SCAN_LAYERS", "true")
+    with pytest.raises(ValueError, match=r"BENCH_MODEL_SCAN_LAYERS='true'.*\('on', 'off'\)"):
         model.run(quick=True)

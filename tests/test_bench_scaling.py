@@ -14,10 +14,12 @@ def test_device_counts_double_up_to_the_total():
 
 def test_quick_rows_cover_every_device_count(monkeypatch):
     monkeypatch.setenv("BENCH_SCALING_MODELS", "Transformer")
+    monkeypatch.delenv("BENCH_MODEL_SCAN_LAYERS", raising=False)
     rows = list(scaling.run(quick=True))
     assert [r["devices"] for r in rows] == scaling.device_counts(jax.device_count())
     for r in rows:
         assert "error" not in r, r
+        assert r["scan_layers"] is True  # the model suite's default, BENCH_MODEL_SCAN_LAYERS
         assert r["batch"] == r["devices"] * scaling.QUICK_TOKENS // scaling.QUICK_SEQ_LEN
         assert r["step_ms"] > 0 and r["efficiency"] > 0
     assert rows[0]["efficiency"] == 1.0

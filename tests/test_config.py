@@ -16,6 +16,7 @@ from t3kan_jax.models.config import (
     PRESETS,
     SIZES,
     TTT_FORMS,
+    TTT_IMPLS,
     ModelConfig,
 )
 
@@ -57,6 +58,7 @@ def test_from_config_rejects_non_mappings():
         ("inner", INNERS),
         ("backbone", BACKBONES),
         ("ttt_form", TTT_FORMS),
+        ("ttt_impl", TTT_IMPLS),
         ("dtype", DTYPES),
         ("param_dtype", DTYPES),
         ("size", SIZES),
@@ -140,6 +142,17 @@ def test_cudnn_attention_needs_bf16():
     with pytest.raises(ValueError, match=r"attention_impl='cudnn' needs dtype 'bfloat16'"):
         ModelConfig(arch="transformer", attention_impl="cudnn")
     assert ModelConfig(attention_impl="cudnn", dtype="bfloat16").attention_impl == "cudnn"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"inner": "mlp"}, {"ttt_form": "primal"}, {"ttt_optimizer": "titans"}, {"arch": "kat"}],
+)
+def test_pallas_ttt_impl_needs_the_linear_dual_sgd_layer(overrides):
+    with pytest.raises(ValueError, match=r"ttt_impl='pallas' needs arch 'ttt', ttt_optimizer"):
+        ModelConfig(ttt_impl="pallas", **overrides)
+    assert ModelConfig(ttt_impl="auto", **overrides).ttt_impl == "auto"
+    assert ModelConfig(ttt_impl="pallas").ttt_impl == "pallas"
 
 
 @pytest.mark.parametrize("size", list(PRESETS))

@@ -156,6 +156,12 @@ def test_base_lr_defaults_follow_the_learner():
         ({"conv_width": 0}, "share_qk=True needs conv_width"),
         ({"qk_norm": 1}, "TTTConfig.qk_norm=1: allowed values are True, False"),
         ({"rope": "no"}, "TTTConfig.rope='no'"),
+        ({"impl": "triton"}, r"TTTConfig.impl='triton': allowed values are \('xla', 'pallas'"),
+        ({"impl": "pallas"}, r"impl='pallas' needs .* head dim 4, mini_batch_size=4"),
+        (
+            {"impl": "pallas", "inner": "mlp", "width": 32, "mini_batch_size": 16},
+            "impl='pallas' needs inner 'linear'",
+        ),
     ],
 )
 def test_config_validation(overrides, match):

@@ -22,6 +22,7 @@ import math
 import jax
 
 from t3kan_jax.models import ModelConfig
+from t3kan_jax.models.blocks import unstack_block_params
 from t3kan_jax.ttt.learners import get_learner
 
 ATTENTION_ARCHS = ("transformer", "kansformer", "kat")
@@ -95,7 +96,9 @@ def ttt_flops_per_token(dims, mini_batch_size: int, seq_len: int) -> float:
 
 
 def model_flops_per_token(cfg: ModelConfig, params, seq_len: int) -> float:
-    """F of the module docstring for `cfg` at length `seq_len` (params: arrays or shapes)."""
+    """F of the module docstring for `cfg` at length `seq_len` (params: arrays or shapes, in
+    either layout of ModelConfig.scan_layers)."""
+    params = unstack_block_params(params)
     flops = 6 * matmul_params(params)
     if cfg.arch in ATTENTION_ARCHS:
         flops += attention_flops_per_token(cfg.depth, cfg.width, seq_len)

@@ -1,5 +1,7 @@
 """Training-step speed, MFU and memory: T3Lin, T3MLP, T3KAN, the Transformer (`--suite=model`).
 
+`T3Lin-pallas` is T3Lin with its inner loop in the fused Pallas kernel (`ttt_impl="pallas"`).
+
 A step is what training runs: `jit(value_and_grad)` of the masked cross-entropy, then the update of
 `t3kan_jax.train.optim.make_optimizer` (global-norm clipping + AdamW), the state donated. Random
 tokens, vocab 32000, `max_len = T`, the same tokens per step at every T (batch = tokens // T).
@@ -16,8 +18,10 @@ peak (null where unknown, e.g. CPU). `peak_mem_gb` (GiB) is XLA's buffer assignm
 compiled step, arguments + outputs + temporaries - donated aliases (`mem_method` "compiled"), or
 the process's peak since start where that is unavailable ("runtime"). A model whose estimate
 exceeds MEM_FRACTION of the device memory is recompiled with `remat=True` (every block recomputed
-in the backward pass; column `remat`); MFU counts model FLOPs, not the recomputation. A failing
-configuration (e.g. out of memory) gives a row with `error`.
+in the backward pass; column `remat`); MFU counts model FLOPs, not the recomputation. The blocks
+run as one `nn.scan` over depth (`ModelConfig.scan_layers`, column `scan_layers`): the block
+compiles once instead of 12 times, the same computation otherwise (`BENCH_MODEL_SCAN_LAYERS=off`
+for the unrolled blocks). A failing configuration (e.g. out of memory) gives a row with `error`.
 
 Environment knobs (the full suite targets ~6 minutes on one H100):
   BENCH_MODEL_MAIN_T        comma-separated lengths of the 4-model comparison ("" = none)
@@ -28,8 +32,11 @@ Environment knobs (the full suite targets ~6 minutes on one H100):
   BENCH_MODEL_TOKENS        tokens per step, default TOKENS_PER_STEP
   BENCH_MODEL_BUDGET_S      seconds after which sweep-only configurations are skipped
   BENCH_MODEL_REMAT         "auto" (default), "on" (every model, e.g. for equal footing) or "off"
+  BENCH_MODEL_SCAN_LAYERS   "on" (default: blocks scanned over depth, fast compiles) or "off"
+                            (one compiled copy per block, the unscanned parameter layout)
 """
 
+import functools
 import json
 import os
 import sys
@@ -47,6 +54,8 @@ from t3kan_jax.train.optim import make_optimizer
 
 MODELS = {
     "T3Lin": {"arch": "ttt", "inner": "linear"},
+    # T3Lin with the fused Pallas inner loop (t3kan_jax/ttt/pallas_linear.py; XLA off GPU).
+    "T3Lin-pallas": {"arch": "ttt", "inner": "linear", "ttt_impl": "pallas"},
     "T3MLP": {"arch": "ttt", "inner": "mlp"},
     "T3KAN": {"arch": "ttt", "inner": "kan"},
     "Transformer": {"arch": "transformer"},
@@ -62,6 +71,7 @@ SWEEP_GROUPS = (("T3Lin", "Transformer"), ("T3KAN",))
 TIME_BUDGET_S = 330.0
 MEM_FRACTION = 0.9
 REMAT_MODES = ("auto", "on", "off")
+SCAN_LAYERS_MODES = ("on", "off")
 WARMUP, ITERS = 2, 10
 QUICK_MODELS = ("T3Lin", "Transformer")
 QUICK_T = (32, 64)
@@ -82,6 +92,7 @@ COLUMNS = (
     "model_tflops",
     "compile_s",
     "remat",
+    "scan_layers",
     "mem_method",
     "precision",
     "error",
@@ -99,12 +110,27 @@ OPTIM = {
 }
 
 
-def model_config(name: str, seq_len: int, *, quick: bool, remat: bool = False) -> ModelConfig:
-    """The benchmarked config: the 125M preset (tiny defaults when quick), bf16 compute."""
+def scan_layers_from_env() -> bool:
+    """BENCH_MODEL_SCAN_LAYERS: "on" (default) or "off"; ValueError otherwise."""
+    value = os.environ.get("BENCH_MODEL_SCAN_LAYERS", "on")
+    if value not in SCAN_LAYERS_MODES:
+        raise ValueError(
+            f"BENCH_MODEL_SCAN_LAYERS={value!r}: allowed values are {SCAN_LAYERS_MODES}"
+        )
+    return value == "on"
+
+
+def model_config(
+    name: str, seq_len: int, *, quick: bool, remat: bool = False, scan_layers: bool = True
+) -> ModelConfig:
+    """The benchmarked config: the 125M preset (tiny defaults when quick), bf16 compute, the
+    blocks scanned over depth unless `scan_layers=False`."""
     if name not in MODELS:
         raise ValueError(f"model {name!r}: allowed values are {tuple(MODELS)}")
     on_gpu = jax.default_backend() == "gpu"
-    fields = dict(MODELS[name], max_len=seq_len, dtype="bfloat16", remat=remat)
+    fields = dict(
+        MODELS[name], max_len=seq_len, dtype="bfloat16", remat=remat, scan_layers=scan_layers
+    )
     if not quick:
         fields.update(size=SIZE, vocab_size=VOCAB_SIZE)
     if fields["arch"] != "ttt":
@@ -117,8 +143,12 @@ def precision(cfg: ModelConfig) -> str:
     compute = {"bfloat16": "bf16", "float32": "fp32"}[cfg.dtype]
     parts = [f"params+adamw {cfg.param_dtype.replace('float', 'fp')}", f"compute {compute}"]
     if cfg.arch == "ttt":
-        tf32 = jax.default_backend() == "gpu" and jax.config.jax_default_matmul_precision is None
-        parts.append("inner fp32" + (" (TF32 matmuls)" if tf32 else ""))
+        on_gpu = jax.default_backend() == "gpu"
+        if on_gpu and cfg.ttt_impl != "xla" and cfg.inner == "linear":
+            parts.append("inner fp32 (fused Pallas kernel, IEEE fp32 dots)")
+        else:
+            tf32 = on_gpu and jax.config.jax_default_matmul_precision is None
+            parts.append("inner fp32" + (" (TF32 matmuls)" if tf32 else ""))
     else:
         parts.append(f"attn {cfg.attention_impl} {compute}")
     return ", ".join([*parts, "logits+loss fp32"])
@@ -182,9 +212,11 @@ def _compiler_options(quick: bool) -> dict | None:
     return None
 
 
-def _compile(name: str, seq_len: int, batch_size: int, *, quick: bool, remat: bool):
+def _compile(
+    name: str, seq_len: int, batch_size: int, *, quick: bool, remat: bool, scan_layers: bool = True
+):
     """(cfg, init, compiled step, abstract state, memory estimate) of one configuration."""
-    cfg = model_config(name, seq_len, quick=quick, remat=remat)
+    cfg = model_config(name, seq_len, quick=quick, remat=remat, scan_layers=scan_layers)
     model = build_model(cfg)
     optimizer, _ = make_optimizer(OPTIM)
 
@@ -205,22 +237,39 @@ def _compile(name: str, seq_len: int, batch_size: int, *, quick: bool, remat: bo
 
 
 def compile_fitting(
-    name: str, seq_len: int, batch_size: int, *, quick: bool, remat_mode: str, remat_before: bool
+    name: str,
+    seq_len: int,
+    batch_size: int,
+    *,
+    quick: bool,
+    remat_mode: str,
+    remat_before: bool,
+    scan_layers: bool = True,
 ):
     """`_compile` with remat per `remat_mode`; "auto" starts from `remat_before` (the model's
     previous choice) and recompiles with remat when the estimate exceeds MEM_FRACTION of the
     device memory."""
     remat = remat_mode == "on" or (remat_mode == "auto" and remat_before)
-    out = _compile(name, seq_len, batch_size, quick=quick, remat=remat)
+    compile_ = functools.partial(
+        _compile, name, seq_len, batch_size, quick=quick, scan_layers=scan_layers
+    )
+    out = compile_(remat=remat)
     mem, limit = out[-1], _device_bytes_limit()
     fits = mem is None or limit is None or mem <= MEM_FRACTION * limit
     if remat_mode == "auto" and not remat and not fits:
-        out = _compile(name, seq_len, batch_size, quick=quick, remat=True)
+        out = compile_(remat=True)
     return out
 
 
 def measure(
-    name: str, seq_len: int, tokens: int, *, quick: bool, remat_mode: str, cache: dict
+    name: str,
+    seq_len: int,
+    tokens: int,
+    *,
+    quick: bool,
+    remat_mode: str,
+    cache: dict,
+    scan_layers: bool = True,
 ) -> dict:
     """One row: compile (remat per `remat_mode`), time, FLOPs, memory.
 
@@ -228,6 +277,7 @@ def measure(
       "on" or "off". `cache[name]` keeps, per model, the initial (params, opt_state) on the host
       (they do not depend on T; the step donates the device copy) and whether it needed remat
       (memory at equal tokens per step barely depends on T), so later lengths compile once.
+      Callers keep `scan_layers` fixed for one cache (it sets the parameter layout).
     """
     if tokens < seq_len:
         raise ValueError(f"tokens per step {tokens} < T={seq_len}: the batch would be empty")
@@ -241,6 +291,7 @@ def measure(
         quick=quick,
         remat_mode=remat_mode,
         remat_before=entry.get("remat", False),
+        scan_layers=scan_layers,
     )
     compile_s = time.perf_counter() - start
     entry["remat"] = cfg.remat
@@ -275,6 +326,7 @@ def measure(
         "model_tflops": flops_per_token * tokens_per_s / 1e12,
         "compile_s": compile_s,
         "remat": cfg.remat,
+        "scan_layers": cfg.scan_layers,
         "mem_method": None if mem is None else method,
     }
 
@@ -328,6 +380,7 @@ def run(quick: bool) -> list[dict]:
     remat_mode = os.environ.get("BENCH_MODEL_REMAT", "auto")
     if remat_mode not in REMAT_MODES:
         raise ValueError(f"BENCH_MODEL_REMAT={remat_mode!r}: allowed values are {REMAT_MODES}")
+    scan_layers = scan_layers_from_env()
     rows, cache = [], {}
     for name, seq_len, main in plan(quick):
         row = {"model": name, "T": seq_len, "batch": tokens // seq_len, "tokens_per_step": tokens}
@@ -336,7 +389,13 @@ def run(quick: bool) -> list[dict]:
         else:
             try:
                 stats = measure(
-                    name, seq_len, tokens, quick=quick, remat_mode=remat_mode, cache=cache
+                    name,
+                    seq_len,
+                    tokens,
+                    quick=quick,
+                    remat_mode=remat_mode,
+                    cache=cache,
+                    scan_layers=scan_layers,
                 )
                 row.update(stats)
             except Exception as e:  # a failing configuration (e.g. OOM) must not stop the suite

@@ -8,6 +8,8 @@ on one device); 1.0 is perfect scaling.
 
 Row selection (environment): BENCH_SCALING_MODELS (default T3Lin,Transformer), BENCH_SCALING_T
 (sequence lengths, default 2048), BENCH_SCALING_TOKENS (tokens per device and step, default 32768).
+The blocks are scanned over depth as in `--suite=model` (BENCH_MODEL_SCAN_LAYERS, default "on";
+column `scan_layers`).
 """
 
 import os
@@ -39,14 +41,22 @@ def device_counts(total: int) -> list[int]:
     return [*counts, total]
 
 
-def measure(name: str, seq_len: int, tokens_per_device: int, n: int, *, quick: bool) -> dict:
+def measure(
+    name: str,
+    seq_len: int,
+    tokens_per_device: int,
+    n: int,
+    *,
+    quick: bool,
+    scan_layers: bool = True,
+) -> dict:
     """Step time and tokens/s of `name` on the first `n` devices, data-parallel."""
     mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": n, "fsdp": 1}))
     per_device = tokens_per_device // seq_len
     if per_device < 1:
         raise ValueError(f"tokens per device {tokens_per_device} < T={seq_len}")
     batch_size = per_device * n
-    cfg = model_bench.model_config(name, seq_len, quick=quick)
+    cfg = model_bench.model_config(name, seq_len, quick=quick, scan_layers=scan_layers)
     model = build_model(cfg)
     optimizer, _ = make_optimizer(model_bench.OPTIM)
     replicated = NamedSharding(mesh, jax.P())
@@ -84,13 +94,17 @@ def run(quick: bool):
     seq_lens = (QUICK_SEQ_LEN,) if quick else env_list("BENCH_SCALING_T", SEQ_LENS, int)
     per_device = os.environ.get("BENCH_SCALING_TOKENS", TOKENS_PER_DEVICE)
     tokens = QUICK_TOKENS if quick else int(per_device)
+    scan_layers = model_bench.scan_layers_from_env()
     for name in names:
         for seq_len in seq_lens:
             single = None
             for n in device_counts(jax.device_count()):
                 row = {"model": name, "T": seq_len, "devices": n, "tokens_per_device": tokens}
+                row["scan_layers"] = scan_layers
                 try:
-                    row.update(measure(name, seq_len, tokens, n, quick=quick))
+                    row.update(
+                        measure(name, seq_len, tokens, n, quick=quick, scan_layers=scan_layers)
+                    )
                 except Exception as e:  # e.g. out of memory: a row with the error, then go on
                     row["error"] = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
                     yield row

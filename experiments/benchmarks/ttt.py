@@ -6,7 +6,9 @@ vmapped over (B, H) as the layer runs it; attention is `jax.nn.dot_product_atten
 
 Row selection (environment): BENCH_TTT_SHAPES (indices into FULL_SHAPES, default all),
 BENCH_TTT_KINDS (default linear,mlp,kan), BENCH_TTT_FORMS (default dual,primal), BENCH_TTT_SWEEP
-("0" drops the unroll/remat sweep rows), BENCH_TTT_EXTRA ("0" drops the attention and layer rows).
+("0" drops the unroll/remat sweep rows), BENCH_TTT_EXTRA ("0" drops the attention and layer rows),
+BENCH_TTT_IMPLS (inner loop implementations, default xla; "pallas" rows, the fused kernels of
+t3kan_jax/ttt/pallas_linear.py, exist for linear/dual and the layer on a GPU only).
 """
 
 import os
@@ -24,6 +26,7 @@ QUICK_SHAPES = ((2, 2, 64, 16), (1, 2, 128, 16))
 MINI_BATCH = 16
 KINDS = ("linear", "mlp", "kan")
 FORMS = ("dual", "primal")
+IMPLS = ("xla", "pallas")
 UNROLL = 4
 # Extra (unroll, remat_every) rows for the dual forms at the first full shape, to pick defaults.
 SWEEP = {
@@ -32,14 +35,14 @@ SWEEP = {
 }
 
 
-def _inner_grad(kind: str, form: str, unroll: int, remat_every: int = 0):
+def _inner_grad(kind: str, form: str, unroll: int, remat_every: int = 0, impl: str = "xla"):
     """jit(grad) of the summed inner-loop outputs, vmapped over batch and heads."""
 
     def total(params_H, q, k, v, lr):
         def one(p, q_TF, k_TF, v_TF, lr_T):
             out, _ = inner_loop(
                 kind, p, q_TF, k_TF, v_TF, lr_T, mini_batch_size=MINI_BATCH, form=form,
-                unroll=unroll, remat_every=remat_every,
+                unroll=unroll, remat_every=remat_every, impl=impl,
             )  # fmt: skip
             return out
 
@@ -102,6 +105,9 @@ def run(quick: bool):
     forms = env_list("BENCH_TTT_FORMS", FORMS, allowed=FORMS)
     sweep = os.environ.get("BENCH_TTT_SWEEP", "1") != "0"
     extra = os.environ.get("BENCH_TTT_EXTRA", "1") != "0"
+    impls = env_list("BENCH_TTT_IMPLS", ("xla",), allowed=IMPLS)
+    # Off a GPU impl="pallas" runs the XLA scan: no row would time the kernels.
+    pallas = "pallas" in impls and jax.default_backend() == "gpu"
     iters = 5 if quick else 20
     for i in chosen:
         b, h, t, f = shapes[i]
@@ -112,23 +118,32 @@ def run(quick: bool):
                 settings = [(UNROLL, 0)]
                 if sweep and not quick and i == 0 and form == "dual":
                     settings += SWEEP.get(kind, ())
-                for unroll, remat in settings:
-                    stats = _timed(_inner_grad(kind, form, unroll, remat), arg_sets, iters)
+                settings = [(*setting, "xla") for setting in settings if "xla" in impls]
+                if pallas and (kind, form) == ("linear", "dual"):
+                    settings.append((UNROLL, 0, "pallas"))
+                for unroll, remat, impl in settings:
+                    stats = _timed(_inner_grad(kind, form, unroll, remat, impl), arg_sets, iters)
                     yield (
                         {**tag, "impl": f"ttt-{kind}", "form": form, "unroll": unroll}
-                        | {"remat_every": remat, **stats}
+                        | {"remat_every": remat, "inner_impl": impl, **stats}
                     )
         if not extra:
             continue
         attention_args = [_attention_args(shapes[i], seed) for seed in (0, 1)]
-        impls = ("cudnn", "xla") if jax.default_backend() == "gpu" else ("xla",)
-        for impl in impls:
-            stats = _timed(_attention_grad(impl), attention_args, iters)
-            yield {**tag, "impl": f"attention-{impl}", "form": "bf16", **stats}
-        if i == 0:
-            cfg = TTTConfig(width=h * f, num_heads=h, inner="linear", mini_batch_size=MINI_BATCH)
+        backends = ("cudnn", "xla") if jax.default_backend() == "gpu" else ("xla",)
+        for backend in backends:
+            stats = _timed(_attention_grad(backend), attention_args, iters)
+            yield {**tag, "impl": f"attention-{backend}", "form": "bf16", **stats}
+        layer_impls = [impl for impl in impls if impl == "xla" or pallas]
+        for impl in layer_impls if i == 0 else ():
+            cfg = TTTConfig(
+                width=h * f, num_heads=h, inner="linear", mini_batch_size=MINI_BATCH, impl=impl
+            )
             fn, layer = _layer_grad(cfg)
             xs = [jax.random.normal(jax.random.key(s), (b, t, h * f)) for s in (0, 1)]
             params = layer.init(jax.random.key(0), xs[0])
             stats = _timed(fn, [(params, x) for x in xs], iters)
-            yield {**tag, "impl": "TTTLayer-linear", "form": "dual", "unroll": UNROLL, **stats}
+            yield (
+                {**tag, "impl": "TTTLayer-linear", "form": "dual", "unroll": UNROLL}
+                | {"inner_impl": impl, **stats}
+            )

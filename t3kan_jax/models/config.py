@@ -8,6 +8,7 @@ ARCHS = ("ttt", "transformer", "kansformer", "kat")
 INNERS = ("linear", "mlp", "kan")
 BACKBONES = ("mamba", "transformer")
 TTT_FORMS = ("dual", "primal")
+TTT_IMPLS = ("xla", "pallas", "auto")  # TTTConfig.impl
 TTT_OPTIMIZERS = ("sgd", "titans", "lact")  # docs/inner_optimizers.md
 LACT_INNERS = (*INNERS, "swiglu")  # LaCT also takes its SwiGLU fast weights
 DTYPES = ("float32", "bfloat16")
@@ -30,6 +31,7 @@ _CHOICES = {
     "inner": INNERS,
     "backbone": BACKBONES,
     "ttt_form": TTT_FORMS,
+    "ttt_impl": TTT_IMPLS,
     "ttt_optimizer": TTT_OPTIMIZERS,
     "dtype": DTYPES,
     "param_dtype": DTYPES,
@@ -49,6 +51,7 @@ _POSITIVE_INTS = (
 _NONNEGATIVE_INTS = ("kan_degree", "conv_width", "remat_every", "mlp_hidden", "lact_window")
 _POSITIVE_FLOATS = ("mlp_ratio", "rope_theta", "init_std")
 _FLOATS = ("kan_grid_min", "kan_grid_max", "titans_momentum_bias", "titans_forget_bias")
+_BOOLS = ("remat", "scan_layers", "lact_muon", "lact_renorm", "ttt_rope", "ttt_qk_norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +83,14 @@ class ModelConfig:
       mlp_hidden: explicit SwiGLU hidden width (presets: the official values); 0 = from mlp_ratio.
       attention_impl: jax.nn.dot_product_attention backend, "auto" (JAX picks), "xla" or "cudnn"
         ("cudnn" needs dtype bfloat16 and a GPU).
+      ttt_impl: TTT inner loop implementation: "xla" (a scan), "pallas" (fused GPU kernels; arch
+        "ttt", ttt_optimizer "sgd", inner "linear", ttt_form "dual"; head dim and mini_batch_size
+        powers of 2 >= 16) or "auto" (pallas where it applies on a GPU; see TTTConfig.impl).
       param_dtype: parameter storage dtype.
       remat: wrap every block in nn.remat (recompute activations in the backward pass).
+      scan_layers: run the blocks as one nn.scan over depth (compiles the block once: for the
+        long compiles of deep models); parameters then sit under "blocks" with a leading depth
+        axis, not block_0 .. block_{depth-1} (blocks.stack_block_params converts checkpoints).
       init_std: std of the normal init of embeddings and Dense kernels (official TTT-LM: 0.02).
       ttt_optimizer: inner optimizer of arch "ttt": "sgd" (mini-batch TTT), "titans" (momentum
         and forgetting, Titans memory as a layer) or "lact" (large-chunk TTT plus window
@@ -112,6 +121,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     ttt_rope: bool = True
     ttt_qk_norm: bool = False
+    ttt_impl: str = "xla"
     remat_every: int = 0
     dtype: str = "float32"
     size: str = "tiny"
@@ -119,6 +129,7 @@ class ModelConfig:
     attention_impl: str = "auto"
     param_dtype: str = "float32"
     remat: bool = False
+    scan_layers: bool = False
     init_std: float = 0.02
     ttt_optimizer: str = "sgd"
     titans_momentum_bias: float = 0.0
@@ -153,7 +164,7 @@ class ModelConfig:
             or not self.base_lr > 0
         ):
             raise ValueError(f"ModelConfig.base_lr={self.base_lr!r}: must be None or a number > 0")
-        for name in ("remat", "lact_muon", "lact_renorm", "ttt_rope", "ttt_qk_norm"):
+        for name in _BOOLS:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"ModelConfig.{name}={getattr(self, name)!r}: must be True or False"
@@ -174,6 +185,12 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.kan_grid_min={self.kan_grid_min} must be < "
                 f"kan_grid_max={self.kan_grid_max}"
+            )
+        pallas_case = (self.arch, self.ttt_optimizer, self.inner, self.ttt_form)
+        if self.ttt_impl == "pallas" and pallas_case != ("ttt", "sgd", "linear", "dual"):
+            raise ValueError(
+                "ModelConfig.ttt_impl='pallas' needs arch 'ttt', ttt_optimizer 'sgd', inner "
+                f"'linear' and ttt_form 'dual'; got {pallas_case}"
             )
         if self.arch == "ttt" and self.backbone == "mamba" and self.conv_width == 0:
             raise ValueError(

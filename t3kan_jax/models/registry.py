@@ -64,5 +64,6 @@ def describe(cfg: ModelConfig) -> str:
             f"kan G={cfg.kan_grid_size} p={cfg.kan_degree} "
             f"grid=[{cfg.kan_grid_min}, {cfg.kan_grid_max}]"
         )
-    parts.append(f"dtype={cfg.dtype}/{cfg.param_dtype}" + (" remat" if cfg.remat else ""))
+    flags = (" remat" if cfg.remat else "") + (" scan_layers" if cfg.scan_layers else "")
+    parts.append(f"dtype={cfg.dtype}/{cfg.param_dtype}" + flags)
     return ", ".join(parts)

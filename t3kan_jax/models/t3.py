@@ -27,6 +27,7 @@ def ttt_config(cfg: ModelConfig) -> TTTConfig:
         rope_theta=cfg.rope_theta,
         rope=cfg.ttt_rope,
         qk_norm=cfg.ttt_qk_norm,
+        impl=cfg.ttt_impl,
         kan_grid_size=cfg.kan_grid_size,
         kan_degree=cfg.kan_degree,
         kan_grid_min=cfg.kan_grid_min,

@@ -5,6 +5,8 @@ from collections.abc import Mapping
 import jax
 import optax
 
+from t3kan_jax.models.blocks import is_stacked
+
 # The train config fields that define the optimizer (and so the compiled train step).
 FIELDS = (
     "steps",
@@ -37,8 +39,9 @@ def make_schedule(train: Mapping) -> optax.Schedule:
 
 
 def _decay_mask(params):
-    """Weight decay on matrices and larger tensors only, not on biases, norm scales or gates."""
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
+    """Weight decay on matrices and larger tensors only, not on biases, norm scales or gates (the
+    leading depth axis of ModelConfig.scan_layers parameters not counted)."""
+    return jax.tree_util.tree_map_with_path(lambda path, p: p.ndim - is_stacked(path) >= 2, params)
 
 
 def make_optimizer(train: Mapping) -> tuple[optax.GradientTransformation, optax.Schedule]:

@@ -7,6 +7,8 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding
 from ml_collections import config_dict
 
+from t3kan_jax.models.blocks import is_stacked
+
 DATA = "data"
 FSDP = "fsdp"
 # Environment variables that launchers set to the number of processes of a multi-process job.
@@ -58,10 +60,16 @@ def param_spec(shape: tuple[int, ...], fsdp_size: int) -> jax.P:
 
 
 def tree_shardings(tree, mesh: jax.sharding.Mesh):
-    """NamedShardings for a pytree of arrays (or ShapeDtypeStructs) under the FSDP rule."""
-    return jax.tree.map(
-        lambda x: NamedSharding(mesh, param_spec(tuple(x.shape), mesh.shape[FSDP])), tree
-    )
+    """NamedShardings for a pytree of arrays (or ShapeDtypeStructs) under the FSDP rule; the
+    leading depth axis of ModelConfig.scan_layers parameters is never split (the scan over
+    depth slices it)."""
+
+    def spec(path, x):
+        if is_stacked(path) and len(x.shape) > 0:
+            return jax.P(None, *param_spec(tuple(x.shape[1:]), mesh.shape[FSDP]))
+        return param_spec(tuple(x.shape), mesh.shape[FSDP])
+
+    return jax.tree_util.tree_map_with_path(lambda p, x: NamedSharding(mesh, spec(p, x)), tree)
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:

@@ -58,7 +58,7 @@ def prefill(kind, params, xq, xk, xv, lr, *, mini_batch_size: int = 16, token_sc
 
     The whole mini-batches run through `inner_loop` (the parallel form `opts["form"]`), then the
     trailing partial one from their final weights `W_0`; its state's gradient sum is one `jax.grad`
-    of `Σ_j lr_j ℓ_j(W_0)`. `opts` go to `inner_loop` (form, unroll, remat_every).
+    of `Σ_j lr_j ℓ_j(W_0)`. `opts` go to `inner_loop` (form, unroll, remat_every, impl).
     """
     learner = _learner(kind)
     n, t = mini_batch_size, xq.shape[0]

@@ -14,6 +14,7 @@ dual: `grad` of the summed loss with respect to each dense layer's pre-activatio
 `w_l ← w_l − φ_l(k)ᵀ (η_b ⊙ G_l)`, `b_l ← b_l − η_bᵀ G_l` (§2.5), no per-token weights.
 The first layer's features, its kernel and η do not depend on the carried weights: they are
 computed for every mini-batch before the scan, which leaves a few matmuls per scan step.
+`impl="pallas"` runs TTT-Linear's dual form as fused GPU kernels instead (pallas_linear.py).
 """
 
 import functools
@@ -22,9 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from t3kan_jax.ttt.learners import Learner, get_learner
+from t3kan_jax.ttt import pallas_linear
+from t3kan_jax.ttt.learners import Learner, get_learner, linear
 
 FORMS = ("dual", "primal")
+IMPLS = ("xla", "pallas", "auto")
 DEFAULT_UNROLL = 4
 
 
@@ -46,6 +49,7 @@ def inner_loop(
     token_scale=None,
     unroll: int = DEFAULT_UNROLL,
     remat_every: int = 0,
+    impl: str = "xla",
 ):
     """Runs the TTT inner loop of one head; returns `(out [T, d], final_params)`.
 
@@ -57,6 +61,10 @@ def inner_loop(
     remat_every: if > 0, `jax.checkpoint` every group of this many mini-batches, so the backward
       pass stores only the inner state at group boundaries (T is padded to whole groups; padded
       tokens have lr 0 and change nothing).
+    impl: "xla" (the scan below), "pallas" (the fused kernels of pallas_linear.py; kind "linear",
+      form "dual", d and b powers of 2 >= 16; the scan on a non-GPU default backend) or "auto"
+      (pallas where it applies and the default backend is a GPU, else xla). unroll and remat_every
+      tune the scan only. A kernel is one custom call: XLA's SPMD partitioner does not split it.
     Computes in float32 (float64 if the inputs are); `final_params` is the state after token T.
     """
     learner = kind if isinstance(kind, Learner) else get_learner(kind)
@@ -69,6 +77,9 @@ def inner_loop(
     )
     params = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
     n = mini_batch_size
+    s_N = default_token_scale(n, dtype) if token_scale is None else jnp.asarray(token_scale, dtype)
+    if _use_pallas(kind, learner, impl, form, xq.shape[1], n):
+        return pallas_linear.dual_linear(params, xq, xk, xv, lr, mini_batch_size=n, token_scale=s_N)
     t = xq.shape[0]
     group = n * max(remat_every, 1)
     t_pad = -(-t // group) * group
@@ -79,7 +90,6 @@ def inner_loop(
         return a.reshape(m, n, *a.shape[1:])
 
     q_MNF, k_MNF, v_MNF, lr_MN = map(blocks, (xq, xk, xv, lr))
-    s_N = default_token_scale(n, dtype) if token_scale is None else jnp.asarray(token_scale, dtype)
     # The state carried out of mini-batch m is that of its last real token (a shorter last one).
     last_M = np.clip(t - n * np.arange(m), 1, n) - 1
     eta_last_MN = s_N[last_M][:, None] * lr_MN
@@ -127,6 +137,21 @@ def inner_loop(
     z_TO = z_MNO.reshape(t_pad, -1)[:t]
     out_TF = jax.vmap(functools.partial(learner.readout, spec))(z_TO, xq.astype(dtype))
     return out_TF, final
+
+
+def _use_pallas(kind, learner, impl, form, width, mini_batch_size) -> bool:
+    """Whether `impl` runs the fused kernels here; ValueError for a bad or unsupported `impl`."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl={impl!r}: allowed values are {IMPLS}")
+    fits = learner is linear.LINEAR and form == "dual"
+    fits = fits and pallas_linear.supports(width, mini_batch_size)
+    if impl == "pallas" and not fits:
+        raise ValueError(
+            f"impl='pallas' runs kind 'linear', form 'dual' with the head dim and mini_batch_size "
+            f"powers of 2 >= {pallas_linear.MIN_TILE}; got kind={kind!r}, form={form!r}, "
+            f"d={width}, mini_batch_size={mini_batch_size} (use impl='auto' or 'xla')"
+        )
+    return fits and impl != "xla" and jax.default_backend() == "gpu"
 
 
 def _primal_step(learner, fixed, s_N, causal_NN, inner, xs):

@@ -18,8 +18,9 @@ import jax
 import jax.numpy as jnp
 
 from t3kan_jax.ttt import decode as ttt_decode
+from t3kan_jax.ttt import pallas_linear
 from t3kan_jax.ttt.decode import conv_after_window
-from t3kan_jax.ttt.inner_loop import DEFAULT_UNROLL, FORMS, default_token_scale, inner_loop
+from t3kan_jax.ttt.inner_loop import DEFAULT_UNROLL, FORMS, IMPLS, default_token_scale, inner_loop
 from t3kan_jax.ttt.learners import get_learner
 from t3kan_jax.ttt.rope import apply_rope
 
@@ -45,6 +46,8 @@ class TTTConfig:
     remat_every: checkpoint the inner loop every this many mini-batches (0 = off).
     unroll: inner scan steps per loop iteration. dtype: compute dtype of the projections; the
       inner loop always runs in float32.
+    impl: inner loop implementation, "xla", "pallas" (fused GPU kernels: inner "linear", form
+      "dual", head dim and mini_batch_size powers of 2 >= 16) or "auto" (see `inner_loop`).
     """
 
     width: int
@@ -65,10 +68,11 @@ class TTTConfig:
     remat_every: int = 0
     unroll: int = DEFAULT_UNROLL
     dtype: str = "float32"
+    impl: str = "xla"
 
     def __post_init__(self):
         get_learner(self.inner)
-        for name, allowed in (("form", FORMS), ("dtype", DTYPES)):
+        for name, allowed in (("form", FORMS), ("dtype", DTYPES), ("impl", IMPLS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"TTTConfig.{name}={getattr(self, name)!r}: allowed values are {allowed}"
@@ -108,6 +112,16 @@ class TTTConfig:
         if self.share_qk and not self.conv_width:
             raise ValueError(
                 "TTTConfig.share_qk=True needs conv_width >= 1 (without the convs Q == K)"
+            )
+        pallas_fits = self.inner == "linear" and self.form == "dual"
+        if self.impl == "pallas" and not (
+            pallas_fits and pallas_linear.supports(self.head_dim, self.mini_batch_size)
+        ):
+            raise ValueError(
+                f"TTTConfig.impl='pallas' needs inner 'linear', form 'dual' and the head dim "
+                f"and mini_batch_size powers of 2 >= {pallas_linear.MIN_TILE}; got inner="
+                f"{self.inner!r}, form={self.form!r}, head dim {self.head_dim}, "
+                f"mini_batch_size={self.mini_batch_size}"
             )
 
     @property
@@ -231,6 +245,7 @@ class TTTLayer(nn.Module):
                 token_scale=s_N,
                 unroll=cfg.unroll,
                 remat_every=cfg.remat_every,
+                impl=cfg.impl,
             )
             return out_TF
 
@@ -255,7 +270,7 @@ class TTTLayer(nn.Module):
         if state is None:
             fn = functools.partial(
                 ttt_decode.prefill, cfg.inner, form=cfg.form, unroll=cfg.unroll,
-                remat_every=cfg.remat_every, **opts,
+                remat_every=cfg.remat_every, impl=cfg.impl, **opts,
             )  # fmt: skip
             per_head = jax.vmap(fn, in_axes=(0, 1, 1, 1, 1), out_axes=(1, 0))
             return jax.vmap(per_head, in_axes=(None, 0, 0, 0, 0))(

@@ -1,0 +1,182 @@
+"""GPU check of the fused TTT-Linear kernels: `python -m experiments.check_pallas --out=FILE.json`.
+
+Correctness: `inner_loop(impl="pallas")` (t3kan_jax/ttt/pallas_linear.py) against `impl="xla"` at
+`jax.default_matmul_precision("highest")` (the kernels' dots are IEEE fp32), vmapped over (B, H)
+as TTTLayer runs it, on fresh random inputs: the outputs, the final state, and the gradients of a
+scalar of both with respect to every input (params incl. the LayerNorm, q, k, v, lr, token
+scale). PASS if the relative error ‖a − b‖ / ‖b‖ of each is <= 1e-5.
+Timing: fwd+bwd of `grad(sum(outputs))` for xla (default and highest precision) and pallas per
+Triton `num_warps` and `num_stages`, and the TTT-Linear layer (issue 7: <= 2 ms at B=8, T=2048;
+<= 4 ms at B=2, T=8192). Needs a GPU: elsewhere impl="pallas" runs the XLA scan.
+"""
+
+import argparse
+import contextlib
+import json
+import traceback
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental.pallas import triton as plt
+
+from experiments.bench import format_table
+from experiments.benchmarks.timing import time_fn
+from t3kan_jax.ttt import default_token_scale, get_learner, inner_loop
+from t3kan_jax.ttt.layer import TTTConfig, TTTLayer
+from t3kan_jax.ttt.pallas_linear import dual_linear
+
+MINI_BATCH = 16
+# (B, H, T, d); T = 200 ends on a shorter mini-batch.
+CHECK_SHAPES = ((2, 2, 64, 64), (1, 3, 200, 32), (8, 12, 2048, 64))
+TIME_SHAPES = ((8, 12, 2048, 64), (2, 12, 8192, 64))
+TARGET_MS = {(8, 12, 2048, 64): 2.0, (2, 12, 8192, 64): 4.0}
+TRITON = tuple(plt.CompilerParams(w, s) for w, s in ((4, None), (8, None), (4, 1), (8, 1)))
+TOLERANCE = 1e-5
+ITERS = 20
+
+
+def _inputs(shape, seed):
+    """Per-head params (non-trivial LayerNorm), q, k, v `[B, H, T, d]`, lr `[B, H, T]`, scale."""
+    b, h, t, f = shape
+    keys = jax.random.split(jax.random.key(seed), 8)
+    params = jax.vmap(lambda key: get_learner("linear").init(key, f))(jax.random.split(keys[0], h))
+    params["ln_scale"] = 1.0 + 0.1 * jax.random.normal(keys[1], (h, f))
+    params["ln_bias"] = 0.1 * jax.random.normal(keys[2], (h, f))
+    q, k, v = (jax.random.normal(key, (b, h, t, f)) for key in keys[3:6])
+    lr = jax.nn.sigmoid(jax.random.normal(keys[6], (b, h, t))) / f  # the layer's base_lr 1 gate
+    s = default_token_scale(MINI_BATCH) + 0.05 * jax.random.normal(keys[7], (MINI_BATCH,))
+    return params, q, k, v, lr, s
+
+
+def _batched(impl, triton=None):
+    """`(params_H, q, k, v, lr, s) -> (out, final)` over (B, H); triton: call the kernels."""
+
+    def one(params, q, k, v, lr, s):
+        if triton is None:
+            return inner_loop(
+                "linear", params, q, k, v, lr, mini_batch_size=MINI_BATCH, token_scale=s, impl=impl
+            )
+        return dual_linear(
+            params, q, k, v, lr, mini_batch_size=MINI_BATCH, token_scale=s, triton=triton
+        )
+
+    per_head = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None))
+    return jax.vmap(per_head, in_axes=(None, 0, 0, 0, 0, None))
+
+
+def _quantities(run, args, weights):
+    """Outputs, final state and gradients of `Σ weights ⊙ out + Σ sin(final)`, by name."""
+
+    def objective(*args):
+        out, final = run(*args)
+        return jnp.sum(weights * out) + sum(jnp.sum(jnp.sin(a)) for a in jax.tree.leaves(final))
+
+    with jax.default_matmul_precision("highest"):
+        out, final = jax.jit(run)(*args)
+        grads = jax.jit(jax.grad(objective, argnums=tuple(range(6))))(*args)
+    named = {"out": out, **{f"final {k}": a for k, a in final.items()}}
+    named |= {f"d {k}": a for k, a in grads[0].items()}
+    named |= dict(zip(("d q", "d k", "d v", "d lr", "d token_scale"), grads[1:], strict=True))
+    return named
+
+
+def check_rows(shape, seed):
+    """One row per quantity: relative and max abs error of pallas against xla."""
+    args = _inputs(shape, seed)
+    weights = jax.random.normal(jax.random.key(seed + 1), args[1].shape)
+    uses_kernel = "pallas_call" in str(jax.make_jaxpr(_batched("pallas"))(*args))
+    expected = _quantities(_batched("xla"), args, weights)
+    got = _quantities(_batched("pallas"), args, weights)
+    tag = dict(zip("BHTd", shape, strict=True)) | {"dispatch_ok": uses_kernel}
+    for name, want in expected.items():
+        a, b = np.asarray(got[name], np.float64), np.asarray(want, np.float64)
+        rel = float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+        yield tag | {
+            "quantity": name,
+            "rel_err": rel,
+            "max_abs_err": float(np.max(np.abs(a - b))),
+            "pass": bool(uses_kernel and rel <= TOLERANCE),
+        }
+
+
+def _timed(fn, arg_sets, precision=None) -> dict:
+    """Compile (under `precision`) and time; an error becomes the row's `error`."""
+    context = jax.default_matmul_precision(precision) if precision else contextlib.nullcontext()
+    try:
+        with context:
+            compiled = jax.jit(fn).lower(*arg_sets[0]).compile()
+        return time_fn(compiled, arg_sets, warmup=2, iters=ITERS)
+    except Exception as e:  # a failing configuration must not stop the others
+        traceback.print_exc()
+        return {"error": f"{type(e).__name__}: {str(e)[:2000]}"}
+
+
+def time_rows(shape):
+    """fwd+bwd of grad(sum(outputs)) of the inner loop per implementation, then the layer."""
+    tag = dict(zip("BHTd", shape, strict=True))
+    arg_sets = [_inputs(shape, seed) for seed in (0, 1)]
+    settings = [("xla", None, None), ("xla", None, "highest")]
+    settings += [("pallas", triton, None) for triton in TRITON]
+    for impl, triton, precision in settings:
+        run = _batched(impl, triton)
+        grad = jax.grad(lambda *a, run=run: jnp.sum(run(*a)[0]), argnums=tuple(range(6)))
+        stats = _timed(grad, arg_sets, precision)
+        yield tag | {
+            "what": "inner loop",
+            "impl": impl,
+            "num_warps": triton.num_warps if triton else "",
+            "num_stages": (triton.num_stages or "default") if triton else "",
+            "precision": precision or "default",
+            "target_ms": TARGET_MS.get(shape, ""),
+            **stats,
+        }
+    b, h, t, f = shape
+    xs = [jax.random.normal(jax.random.key(seed), (b, t, h * f)) for seed in (0, 1)]
+    for impl in ("xla", "pallas"):
+        layer = TTTLayer(TTTConfig(width=h * f, num_heads=h, mini_batch_size=MINI_BATCH, impl=impl))
+        params = layer.init(jax.random.key(0), xs[0])
+        grad = jax.grad(lambda p, x, layer=layer: jnp.sum(layer.apply(p, x)), argnums=(0, 1))
+        stats = _timed(grad, [(params, x) for x in xs])
+        yield tag | {"what": "TTTLayer", "impl": impl, "precision": "default", **stats}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="check_pallas.json", help="JSON output path")
+    out = parser.parse_args().out
+    if jax.default_backend() != "gpu":
+        parser.error(f"needs a GPU; the default backend is {jax.default_backend()!r}")
+    report = {
+        "device": str(jax.devices()[0].device_kind),
+        "jax_version": jax.__version__,
+        "tolerance": TOLERANCE,
+        "checks": [],
+        "timings": [],
+    }
+
+    def record(key, row):
+        report[key].append(row)
+        print(json.dumps(row), flush=True)
+        with open(out, "w") as f:
+            json.dump(report, f, indent=2)
+
+    for seed, shape in enumerate(CHECK_SHAPES):
+        try:
+            for row in check_rows(shape, seed):
+                record("checks", row)
+        except Exception as e:  # the timings still run: they show which configurations compile
+            traceback.print_exc()
+            error = f"{type(e).__name__}: {str(e)[:2000]}"
+            record("checks", {"shape": shape, "pass": False, "error": error})
+    report["all_pass"] = all(row["pass"] for row in report["checks"])
+    for shape in TIME_SHAPES:
+        for row in time_rows(shape):
+            record("timings", row)
+    print(format_table(report["checks"]))
+    print(format_table(report["timings"]))
+    print(f"all checks pass: {report['all_pass']}; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
