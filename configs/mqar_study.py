@@ -7,9 +7,10 @@ Run:    python -m experiments.study --study=mqar --out_dir=runs/study_mqar \
             --results=docs/results_mqar.md [--steps=N] [--only=t3lin,transformer]
 One cell:
         python -m experiments.train --config=configs/mqar_study.py:t3kan-w128-k64
-Result: (to be rerun) At 4000 steps the Transformer reached 99.98% answer accuracy at
-        w128-k16 and 0.8-3.3% elsewhere (plateau past 4000 steps; 100% at w64-k16 and w128-k64
-        with 10000 steps); the TTT rows of that run are invalid (docs/results.md).
+Result: test answer accuracy (docs/results_mqar.md, one H100): T3Lin 99.08/66.94/99.95/99.74%,
+        T3MLP 99.96/99.99/-/100.00%, T3KAN 99.75/100.00/-/100.00%, Transformer
+        99.98/1.39/100.00/100.00% at w64-k16/w64-k64/w128-k16/w128-k64 (T3MLP and T3KAN at
+        w128-k16 memorised training rows and stayed at chance; unfinished).
 
 The model is selected by fields (`model.arch`, `model.inner`, `model.width`) and the task by
 `data.num_kv_pairs`; `get_config(cell)` sets them from a cell name of GRID. Training: Zoology

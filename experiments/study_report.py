@@ -83,6 +83,7 @@ class CellResult:
     evals: dict
     rows: list[dict]
     step_ms: float | None
+    headline_metric: str = "accuracy"
 
     @property
     def status(self) -> str:
@@ -90,7 +91,17 @@ class CellResult:
             return "failed: " + self.record["error"].replace("|", "\\|")
         if self.results is not None:
             return "finished"
-        return "unfinished" if self.rows else "not run"
+        if not self.rows:
+            return "not run"
+        best = self.best_val(self.headline_metric)
+        return f"unfinished at step {self.rows[-1]['step']}" + (
+            "" if best is None else f" (best val. {pct(best)}%)"
+        )
+
+    def best_val(self, name: str) -> float | None:
+        """The best validation value of `name` logged so far (unfinished cells)."""
+        values = [r[name] for r in self.rows if r["split"] == "val" and name in r]
+        return max(values) if values else None
 
     def test(self, name: str) -> float | None:
         return self.results["test"][name] if self.results else None
@@ -143,6 +154,7 @@ def load_cell(study: Study, cell: dict, out_dir: Path, steps: int | None) -> Cel
         evals=json.loads(eval_path.read_text()) if eval_path.exists() else {},
         rows=rows,
         step_ms=median_step_ms(rows, config),
+        headline_metric=study.headline,
     )
 
 
@@ -164,9 +176,9 @@ def summary_table(study: Study, cells: list[CellResult]) -> str:
     groups = list(dict.fromkeys(group_of(c.cell) for c in cells))
     by_model = {}
     for c in cells:
-        failed = c.status.startswith("failed")
+        status = c.status.split(":")[0].split(" ")[0]  # finished, failed, unfinished, not
         by_model.setdefault(c.model, {})[group_of(c.cell)] = (
-            "failed" if failed else pct(c.test(study.headline))
+            status if status in ("failed", "unfinished") else pct(c.test(study.headline))
         )
     rows = [[model] + [row.get(g, "–") for g in groups] for model, row in by_model.items()]
     return table(["Model", *groups], rows)

@@ -6,6 +6,8 @@ import pytest
 
 from configs import hard_seq, mqar_study
 from experiments import study as study_lib
+from experiments import study_report
+from t3kan_jax.train import metrics
 
 TINY_GRID = (
     {"name": "transformer-w16-k2", "model": "transformer", "width": 16, "num_kv_pairs": 2},
@@ -147,3 +149,21 @@ def test_select_cells_and_steps():
     config, _ = study_lib.cell_config(study, study.grid[0], 400)
     assert (config.train.steps, config.train.warmup_steps, config.train.eval_every) == (400, 20, 40)
     assert study_lib.cell_config(study, study.grid[0], None)[1] == {}
+
+
+def test_unfinished_cell_reports_its_step_and_best_validation(tmp_path):
+    out_dir, results = tmp_path / "runs", tmp_path / "results.md"
+    cell = TINY_GRID[0]["name"]
+    study_lib.run_study(TINY_MQAR, [TINY_GRID[0]], out_dir, results, 4, "CMD")
+    # An interrupted run: metrics logged, no results.json yet.
+    (out_dir / cell / "results.json").unlink()
+    vals = [r for r in metrics.read_rows(out_dir / cell / "metrics.jsonl") if r["split"] == "val"]
+    study_report.write_report(TINY_MQAR, out_dir, results, 4, "CMD", 1.0)
+    text = results.read_text()
+    rows = {r[0]: r for r in table_rows(text, "## Cells")}
+    best = max(r["accuracy"] for r in vals)
+    last = metrics.read_rows(out_dir / cell / "metrics.jsonl")[-1]["step"]
+    assert rows[cell][-1] == f"unfinished at step {last} (best val. {100 * best:.2f}%)"
+    assert rows[cell][7] == "–" and rows[TINY_GRID[1]["name"]][-1] == "not run"
+    summary = {r[0]: r[1:] for r in table_rows(text, "## Test answer accuracy")}
+    assert summary["Transformer"] == ["unfinished", "–"]
