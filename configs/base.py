@@ -63,14 +63,16 @@ def get_config() -> config_dict.ConfigDict:
     config.model.ttt_rope = True
     config.model.ttt_qk_norm = False
     # TTT inner loop implementation: "xla" (a scan), "pallas" (fused GPU kernels for TTT-Linear's
-    # dual form, t3kan_jax/ttt/pallas_linear.py) or "auto" (pallas where it applies on a GPU).
+    # dual form, t3kan_jax/ttt/pallas_linear.py; remat_every 0) or "auto" (pallas where it
+    # applies on a single visible GPU, else the scan).
     config.model.ttt_impl = "xla"
     # Checkpoint the TTT inner loop every this many mini-batches (0 = off); remat = recompute
     # every block in the backward pass. Both trade compute for memory at long context.
     config.model.remat_every = 0
     config.model.remat = False
     # Run the blocks as one scan over depth: the block is compiled once, not depth times (use it
-    # when deep models compile slowly). Same numbers, but the parameters sit under "blocks" with a
+    # when deep models compile slowly). The same function, but another random init for the same
+    # seed (the scan splits the key per layer), and the parameters sit under "blocks" with a
     # leading depth axis instead of block_0, block_1, ...: checkpoints of the two layouts are not
     # interchangeable (t3kan_jax.models.blocks.stack_block_params / unstack_block_params convert).
     config.model.scan_layers = False

@@ -86,13 +86,21 @@ class CellResult:
     headline_metric: str = "accuracy"
 
     @property
-    def status(self) -> str:
+    def state(self) -> str:
+        """One of: failed, finished, unfinished (metrics logged, no results), not run."""
         if self.record.get("status") == "failed":
-            return "failed: " + self.record["error"].replace("|", "\\|")
+            return "failed"
         if self.results is not None:
             return "finished"
-        if not self.rows:
-            return "not run"
+        return "unfinished" if self.rows else "not run"
+
+    @property
+    def status(self) -> str:
+        """`state` with the failure's error, or an unfinished cell's step and best validation."""
+        if self.state == "failed":
+            return "failed: " + self.record["error"].replace("|", "\\|")
+        if self.state != "unfinished":
+            return self.state
         best = self.best_val(self.headline_metric)
         return f"unfinished at step {self.rows[-1]['step']}" + (
             "" if best is None else f" (best val. {pct(best)}%)"
@@ -176,9 +184,8 @@ def summary_table(study: Study, cells: list[CellResult]) -> str:
     groups = list(dict.fromkeys(group_of(c.cell) for c in cells))
     by_model = {}
     for c in cells:
-        status = c.status.split(":")[0].split(" ")[0]  # finished, failed, unfinished, not
         by_model.setdefault(c.model, {})[group_of(c.cell)] = (
-            status if status in ("failed", "unfinished") else pct(c.test(study.headline))
+            c.state if c.state in ("failed", "unfinished") else pct(c.test(study.headline))
         )
     rows = [[model] + [row.get(g, "–") for g in groups] for model, row in by_model.items()]
     return table(["Model", *groups], rows)

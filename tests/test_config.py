@@ -146,7 +146,15 @@ def test_cudnn_attention_needs_bf16():
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"inner": "mlp"}, {"ttt_form": "primal"}, {"ttt_optimizer": "titans"}, {"arch": "kat"}],
+    [
+        {"inner": "mlp"},
+        {"ttt_form": "primal"},
+        {"ttt_optimizer": "titans"},
+        {"arch": "kat"},
+        {"remat_every": 2},
+        {"num_heads": 8},  # head dim 8 < 16
+        {"mini_batch_size": 24},
+    ],
 )
 def test_pallas_ttt_impl_needs_the_linear_dual_sgd_layer(overrides):
     with pytest.raises(ValueError, match=r"ttt_impl='pallas' needs arch 'ttt', ttt_optimizer"):

@@ -162,6 +162,10 @@ def test_base_lr_defaults_follow_the_learner():
             {"impl": "pallas", "inner": "mlp", "width": 32, "mini_batch_size": 16},
             "impl='pallas' needs inner 'linear'",
         ),
+        (
+            {"impl": "pallas", "width": 32, "mini_batch_size": 16, "remat_every": 2},
+            "impl='pallas' needs .* remat_every=2",
+        ),
     ],
 )
 def test_config_validation(overrides, match):

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from t3kan_jax.models import ModelConfig, build_model
 from t3kan_jax.ttt import get_learner, inner_loop
 from t3kan_jax.ttt.pallas_linear import dual_linear, dual_step
 
@@ -88,6 +89,7 @@ def test_vmapped_over_batch_and_heads():
     chex.assert_trees_all_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.skipif(jax.default_backend() == "gpu", reason="checks the fallback off a GPU")
 @pytest.mark.parametrize("impl", ["pallas", "auto"])
 def test_pallas_and_auto_fall_back_to_xla_off_gpu(impl):
     args = _case(40)
@@ -96,7 +98,6 @@ def test_pallas_and_auto_fall_back_to_xla_off_gpu(impl):
         return inner_loop("linear", params, q, k, v, lr, mini_batch_size=N, token_scale=s,
                           impl=impl)  # fmt: skip
 
-    assert jax.default_backend() == "cpu"
     jaxpr = str(jax.make_jaxpr(functools.partial(run, impl))(*args))
     assert "pallas_call" not in jaxpr and "scan" in jaxpr
     chex.assert_trees_all_equal(jax.jit(run, static_argnums=0)(impl, *args),
@@ -120,6 +121,32 @@ def test_bad_or_unsupported_impl_raises(kind, form, width, match):
         inner_loop(kind, params, x, x, x, lr, mini_batch_size=N, form=form, impl=impl)
     out, _ = inner_loop(kind, params, x, x, x, lr, form=form, impl="auto")
     assert out.shape == (20, width)
+
+
+@pytest.mark.parametrize(
+    ("impl", "devices", "fused"),
+    [("pallas", 8, True), ("auto", 1, True), ("auto", 8, False), ("xla", 1, False)],
+)
+def test_model_config_reaches_the_kernels_on_a_gpu(monkeypatch, impl, devices, fused):
+    # Pretend to be on a GPU: tracing builds the pallas_call without lowering it.
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(jax, "device_count", lambda: devices)
+    cfg = ModelConfig(width=32, num_heads=2, depth=1, vocab_size=16, max_len=32, ttt_impl=impl)
+    model, tokens = build_model(cfg), jnp.zeros((2, 32), jnp.int32)
+    params = jax.eval_shape(model.init, jax.random.key(0), tokens)
+    jaxpr = str(jax.make_jaxpr(model.apply)(params, tokens))
+    assert ("pallas_call" in jaxpr) == fused
+
+
+def test_remat_every_is_refused_by_pallas_and_keeps_auto_on_the_scan(monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(jax, "device_count", lambda: 1)
+    params, q, k, v, lr, s = _case(32)
+    run = functools.partial(inner_loop, "linear", mini_batch_size=N, token_scale=s, remat_every=1)
+    with pytest.raises(ValueError, match=r"impl='pallas' runs .*remat_every=1"):
+        run(params, q, k, v, lr, impl="pallas")
+    jaxpr = str(jax.make_jaxpr(functools.partial(run, impl="auto"))(params, q, k, v, lr))
+    assert "pallas_call" not in jaxpr
 
 
 def test_kernels_lower_to_triton_for_cuda_with_fp32_dots():

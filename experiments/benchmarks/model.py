@@ -24,8 +24,8 @@ compiles once instead of 12 times, the same computation otherwise (`BENCH_MODEL_
 for the unrolled blocks). A failing configuration (e.g. out of memory) gives a row with `error`.
 
 Environment knobs (the full suite targets ~6 minutes on one H100):
-  BENCH_MODEL_MAIN_T        comma-separated lengths of the 4-model comparison ("" = none)
-  BENCH_MODEL_MAIN_MODELS   comma-separated models of that comparison, default all four
+  BENCH_MODEL_MAIN_T        comma-separated lengths of the models' comparison ("" = none)
+  BENCH_MODEL_MAIN_MODELS   comma-separated models of that comparison, default all of MODELS
   BENCH_MODEL_SWEEP_T       comma-separated sweep lengths ("" = no sweep), default SWEEP_T
   BENCH_MODEL_SWEEP_MODELS  sweep groups, "/" between groups, "," within: default
                             "T3Lin,Transformer/T3KAN" (SWEEP_GROUPS)
@@ -144,7 +144,7 @@ def precision(cfg: ModelConfig) -> str:
     parts = [f"params+adamw {cfg.param_dtype.replace('float', 'fp')}", f"compute {compute}"]
     if cfg.arch == "ttt":
         on_gpu = jax.default_backend() == "gpu"
-        if on_gpu and cfg.ttt_impl != "xla" and cfg.inner == "linear":
+        if on_gpu and cfg.ttt_impl == "pallas":
             parts.append("inner fp32 (fused Pallas kernel, IEEE fp32 dots)")
         else:
             tf32 = on_gpu and jax.config.jax_default_matmul_precision is None

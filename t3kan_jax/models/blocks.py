@@ -147,19 +147,20 @@ class CausalLM(nn.Module):
         )
         h_BTD = embed(tokens_BT).astype(jnp.float32)
         position = None if cache is None else cache["position"]
-        caches = []
         if cfg.scan_layers:
             h_BTD, caches = self._scan_blocks(h_BTD, mask_BT, cache, position, cache_len)
-        for i in range(0 if cfg.scan_layers else cfg.depth):
-            block = self.make_block(f"block_{i}")
-            if decoding:
-                block_cache = None if cache is None else cache["blocks"][i]
-                h_BTD, block_cache = block(
-                    h_BTD, mask_BT, cache=block_cache, position=position, cache_len=cache_len
-                )
-                caches.append(block_cache)
-            else:
-                h_BTD = block(h_BTD, mask_BT)
+        else:
+            caches = []
+            for i in range(cfg.depth):
+                block = self.make_block(f"block_{i}")
+                if decoding:
+                    block_cache = None if cache is None else cache["blocks"][i]
+                    h_BTD, block_cache = block(
+                        h_BTD, mask_BT, cache=block_cache, position=position, cache_len=cache_len
+                    )
+                    caches.append(block_cache)
+                else:
+                    h_BTD = block(h_BTD, mask_BT)
         h_BTD = rms_norm(cfg, "final_norm")(h_BTD)
         logits_BTV = self.make_head()(h_BTD).astype(jnp.float32)
         if not decoding:

@@ -84,8 +84,9 @@ class ModelConfig:
       attention_impl: jax.nn.dot_product_attention backend, "auto" (JAX picks), "xla" or "cudnn"
         ("cudnn" needs dtype bfloat16 and a GPU).
       ttt_impl: TTT inner loop implementation: "xla" (a scan), "pallas" (fused GPU kernels; arch
-        "ttt", ttt_optimizer "sgd", inner "linear", ttt_form "dual"; head dim and mini_batch_size
-        powers of 2 >= 16) or "auto" (pallas where it applies on a GPU; see TTTConfig.impl).
+        "ttt", ttt_optimizer "sgd", inner "linear", ttt_form "dual", remat_every 0; head dim and
+        mini_batch_size powers of 2 >= 16) or "auto" (pallas where it applies on a single visible
+        GPU; see inner_loop).
       param_dtype: parameter storage dtype.
       remat: wrap every block in nn.remat (recompute activations in the backward pass).
       scan_layers: run the blocks as one nn.scan over depth (compiles the block once: for the
@@ -186,11 +187,16 @@ class ModelConfig:
                 f"ModelConfig.kan_grid_min={self.kan_grid_min} must be < "
                 f"kan_grid_max={self.kan_grid_max}"
             )
-        pallas_case = (self.arch, self.ttt_optimizer, self.inner, self.ttt_form)
-        if self.ttt_impl == "pallas" and pallas_case != ("ttt", "sgd", "linear", "dual"):
+        pallas_case = (self.arch, self.ttt_optimizer, self.inner, self.ttt_form, self.remat_every)
+        tiles = [n for n in (self.head_dim, self.mini_batch_size) if n < 16 or n & (n - 1)]
+        if self.ttt_impl == "pallas" and (
+            pallas_case != ("ttt", "sgd", "linear", "dual", 0) or tiles
+        ):
             raise ValueError(
                 "ModelConfig.ttt_impl='pallas' needs arch 'ttt', ttt_optimizer 'sgd', inner "
-                f"'linear' and ttt_form 'dual'; got {pallas_case}"
+                "'linear', ttt_form 'dual', remat_every 0, and head dim (width / num_heads) and "
+                f"mini_batch_size powers of 2 >= 16; got {pallas_case}, head dim {self.head_dim}, "
+                f"mini_batch_size {self.mini_batch_size} (or use ttt_impl 'auto' or 'xla')"
             )
         if self.arch == "ttt" and self.backbone == "mamba" and self.conv_width == 0:
             raise ValueError(

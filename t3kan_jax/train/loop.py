@@ -199,6 +199,7 @@ class _Run:
         if restored is None:
             self.state = p.init(np.uint32(config.seed))
             if config.init_from:
+                workdir_lib.check_init_from_layout(config.init_from, model_cfg.scan_layers)
                 params = checkpoint.load_params(config.init_from, p.target.params)
                 opt_state = fresh_opt_state(p.optimizer, params, p.shardings)
                 self.state = self.state.replace(params=params, opt_state=opt_state)

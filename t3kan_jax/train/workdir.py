@@ -1,5 +1,6 @@
 """A run's workdir: its default name, config.json (checked on resume) and results.json."""
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -8,17 +9,35 @@ from pathlib import Path
 import jax
 from ml_collections import config_dict
 
+from t3kan_jax.models import ModelConfig
+
 log = logging.getLogger(__name__)
 
 # A run is identified by these config fields: a workdir refuses a config that differs in them.
 # Every other field (train.*, mesh.*, name, init_from) may change when a run is resumed.
 IDENTITY = ("seed", "data", "model")
+# Fields under IDENTITY that choose an implementation of the same function: they may change too.
+IMPLEMENTATION = ("model.ttt_impl",)
+ABSENT = "<absent>"
+
+
+def _identifies(key: str) -> bool:
+    return key.split(".")[0] in IDENTITY and key not in IMPLEMENTATION
+
+
+def _stored(flat: dict, key: str):
+    """`flat[key]`; a model field missing from an older config.json reads as its default."""
+    if key in flat:
+        return flat[key]
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    name = key.removeprefix("model.")
+    return defaults.get(name, ABSENT) if key.startswith("model.") else ABSENT
 
 
 def default_workdir(config: config_dict.ConfigDict, overrides: dict | None = None) -> str:
     """runs/<name>-s<seed>, plus a hash of any model/data overrides (they make another run)."""
     name = f"{config.name}-s{config.seed}"
-    changed = {k: v for k, v in (overrides or {}).items() if k.split(".")[0] in IDENTITY}
+    changed = {k: v for k, v in (overrides or {}).items() if _identifies(k)}
     if changed:
         blob = json.dumps(sorted(changed.items()), default=str).encode()
         name += "-" + hashlib.sha256(blob).hexdigest()[:8]
@@ -52,11 +71,11 @@ def prepare(config: config_dict.ConfigDict, workdir: Path) -> None:
         old = json.loads(path.read_text())
         flat_old, flat_new = flatten(old), flatten(new)
         diffs = {
-            k: (flat_old.get(k, "<absent>"), flat_new.get(k, "<absent>"))
+            k: (_stored(flat_old, k), flat_new.get(k, ABSENT))
             for k in sorted(flat_old.keys() | flat_new.keys())
-            if flat_old.get(k, "<absent>") != flat_new.get(k, "<absent>")
+            if _stored(flat_old, k) != flat_new.get(k, ABSENT)
         }
-        bad = {k: v for k, v in diffs.items() if k.split(".")[0] in IDENTITY}
+        bad = {k: v for k, v in diffs.items() if _identifies(k)}
         if bad:
             lines = "\n".join(
                 f"  {k}: {a!r} in the workdir, {b!r} now" for k, (a, b) in bad.items()
@@ -109,4 +128,20 @@ def check_model_fits_data(model_cfg, data: config_dict.ConfigDict, seq_len: int)
         raise ValueError(
             f"model.max_len={model_cfg.max_len} must be >= the data's row length {seq_len} "
             f"(data.vocab_size // data.seq_step)"
+        )
+
+
+def check_init_from_layout(init_from: str, scan_layers: bool) -> None:
+    """ValueError if `config.init_from`'s run keeps its blocks in the other parameter layout."""
+    path = Path(init_from)
+    source = (path.parent if path.name in ("best", "checkpoints") else path) / "config.json"
+    if not source.exists():
+        return
+    theirs = json.loads(source.read_text()).get("model", {}).get("scan_layers", False)
+    if theirs != scan_layers:
+        raise ValueError(
+            f"config.init_from={init_from!r} holds a run with model.scan_layers={theirs}, this "
+            f"run has model.scan_layers={scan_layers}: the parameter layouts differ. Set "
+            f"--config.model.scan_layers={theirs}, or convert its parameters with "
+            "t3kan_jax.models.blocks.stack_block_params / unstack_block_params."
         )

@@ -62,9 +62,10 @@ def inner_loop(
       pass stores only the inner state at group boundaries (T is padded to whole groups; padded
       tokens have lr 0 and change nothing).
     impl: "xla" (the scan below), "pallas" (the fused kernels of pallas_linear.py; kind "linear",
-      form "dual", d and b powers of 2 >= 16; the scan on a non-GPU default backend) or "auto"
-      (pallas where it applies and the default backend is a GPU, else xla). unroll and remat_every
-      tune the scan only. A kernel is one custom call: XLA's SPMD partitioner does not split it.
+      form "dual", remat_every 0, d and b powers of 2 >= 16; the scan on a non-GPU default
+      backend) or "auto" (pallas where it applies, the default backend is a GPU and one device is
+      visible, else xla). unroll tunes the scan only. A kernel is one custom call: XLA's SPMD
+      partitioner does not split it (hence "auto" on a single device only).
     Computes in float32 (float64 if the inputs are); `final_params` is the state after token T.
     """
     learner = kind if isinstance(kind, Learner) else get_learner(kind)
@@ -78,7 +79,7 @@ def inner_loop(
     params = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
     n = mini_batch_size
     s_N = default_token_scale(n, dtype) if token_scale is None else jnp.asarray(token_scale, dtype)
-    if _use_pallas(kind, learner, impl, form, xq.shape[1], n):
+    if _use_pallas(kind, learner, impl, form, xq.shape[1], n, remat_every):
         return pallas_linear.dual_linear(params, xq, xk, xv, lr, mini_batch_size=n, token_scale=s_N)
     t = xq.shape[0]
     group = n * max(remat_every, 1)
@@ -139,19 +140,24 @@ def inner_loop(
     return out_TF, final
 
 
-def _use_pallas(kind, learner, impl, form, width, mini_batch_size) -> bool:
+def _use_pallas(kind, learner, impl, form, width, mini_batch_size, remat_every) -> bool:
     """Whether `impl` runs the fused kernels here; ValueError for a bad or unsupported `impl`."""
     if impl not in IMPLS:
         raise ValueError(f"impl={impl!r}: allowed values are {IMPLS}")
-    fits = learner is linear.LINEAR and form == "dual"
+    fits = learner is linear.LINEAR and form == "dual" and remat_every == 0
     fits = fits and pallas_linear.supports(width, mini_batch_size)
     if impl == "pallas" and not fits:
         raise ValueError(
-            f"impl='pallas' runs kind 'linear', form 'dual' with the head dim and mini_batch_size "
-            f"powers of 2 >= {pallas_linear.MIN_TILE}; got kind={kind!r}, form={form!r}, "
-            f"d={width}, mini_batch_size={mini_batch_size} (use impl='auto' or 'xla')"
+            f"impl='pallas' runs kind 'linear', form 'dual', remat_every 0 (its backward keeps the "
+            f"state of every mini-batch) with the head dim and mini_batch_size powers of 2 >= "
+            f"{pallas_linear.MIN_TILE}; got kind={kind!r}, form={form!r}, remat_every="
+            f"{remat_every}, d={width}, mini_batch_size={mini_batch_size} (or impl 'auto', 'xla')"
         )
-    return fits and impl != "xla" and jax.default_backend() == "gpu"
+    if not fits or jax.default_backend() != "gpu":
+        return False
+    # "auto" keeps the scan when several devices are visible: a kernel is one custom call, which
+    # SPMD partitioning replicates on every device instead of splitting the batch.
+    return impl == "pallas" or (impl == "auto" and jax.device_count() == 1)
 
 
 def _primal_step(learner, fixed, s_N, causal_NN, inner, xs):

@@ -47,7 +47,8 @@ class TTTConfig:
     unroll: inner scan steps per loop iteration. dtype: compute dtype of the projections; the
       inner loop always runs in float32.
     impl: inner loop implementation, "xla", "pallas" (fused GPU kernels: inner "linear", form
-      "dual", head dim and mini_batch_size powers of 2 >= 16) or "auto" (see `inner_loop`).
+      "dual", remat_every 0, head dim and mini_batch_size powers of 2 >= 16) or "auto" (see
+      `inner_loop`).
     """
 
     width: int
@@ -113,15 +114,15 @@ class TTTConfig:
             raise ValueError(
                 "TTTConfig.share_qk=True needs conv_width >= 1 (without the convs Q == K)"
             )
-        pallas_fits = self.inner == "linear" and self.form == "dual"
+        pallas_fits = (self.inner, self.form, self.remat_every) == ("linear", "dual", 0)
         if self.impl == "pallas" and not (
             pallas_fits and pallas_linear.supports(self.head_dim, self.mini_batch_size)
         ):
             raise ValueError(
-                f"TTTConfig.impl='pallas' needs inner 'linear', form 'dual' and the head dim "
-                f"and mini_batch_size powers of 2 >= {pallas_linear.MIN_TILE}; got inner="
-                f"{self.inner!r}, form={self.form!r}, head dim {self.head_dim}, "
-                f"mini_batch_size={self.mini_batch_size}"
+                f"TTTConfig.impl='pallas' needs inner 'linear', form 'dual', remat_every 0 and the "
+                f"head dim and mini_batch_size powers of 2 >= {pallas_linear.MIN_TILE}; got inner="
+                f"{self.inner!r}, form={self.form!r}, remat_every={self.remat_every}, head dim "
+                f"{self.head_dim}, mini_batch_size={self.mini_batch_size}"
             )
 
     @property
