@@ -22,8 +22,7 @@ _HEADS = flags.DEFINE_integer("heads", 1, "TTT heads drawn per layer (the first 
 
 
 def kan_layers(params, heads: int):
-    """`(name, pure params, knots, degree)` for each KAN found in a model's parameter tree
-    (ModelConfig.scan_layers' stacked blocks are read as block_0, block_1, ...)."""
+    """`(name, pure params, knots, degree)` for each KAN found in a model's parameter tree."""
     found = []
 
     def visit(node, path):
@@ -40,7 +39,7 @@ def kan_layers(params, heads: int):
         for key, child in node.items():
             visit(child, f"{path}.{key}" if path else key)
 
-    visit(unstack_block_params(params), "")
+    visit(unstack_block_params(params), "")  # scan_layers' stacked blocks as block_0, ...
     return found
 
 

@@ -89,9 +89,9 @@ def test_vmapped_over_batch_and_heads():
     chex.assert_trees_all_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(jax.default_backend() == "gpu", reason="checks the fallback off a GPU")
 @pytest.mark.parametrize("impl", ["pallas", "auto"])
-def test_pallas_and_auto_fall_back_to_xla_off_gpu(impl):
+def test_pallas_and_auto_fall_back_to_xla_off_gpu(monkeypatch, impl):
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")  # also on a GPU runner
     args = _case(40)
 
     def run(impl, params, q, k, v, lr, s):

@@ -96,9 +96,8 @@ def ttt_flops_per_token(dims, mini_batch_size: int, seq_len: int) -> float:
 
 
 def model_flops_per_token(cfg: ModelConfig, params, seq_len: int) -> float:
-    """F of the module docstring for `cfg` at length `seq_len` (params: arrays or shapes, in
-    either layout of ModelConfig.scan_layers)."""
-    params = unstack_block_params(params)
+    """F of the module docstring for `cfg` at length `seq_len` (params: arrays or shapes)."""
+    params = unstack_block_params(params)  # either layout of ModelConfig.scan_layers
     flops = 6 * matmul_params(params)
     if cfg.arch in ATTENTION_ARCHS:
         flops += attention_flops_per_token(cfg.depth, cfg.width, seq_len)

@@ -112,13 +112,11 @@ class CausalLM(nn.Module):
         return dense_factory(self.cfg)(self.cfg.vocab_size, name="lm_head")
 
     def maybe_remat(self, block_cls: type[nn.Module]) -> type[nn.Module]:
-        """`block_cls` wrapped in nn.remat when `cfg.remat` (recompute it in the backward pass).
-
-        Inside the scan over depth (`cfg.scan_layers`) without `prevent_cse`, as flax advises:
-        the scan already keeps XLA from merging the recomputation into the forward pass.
-        """
+        """`block_cls` wrapped in nn.remat when `cfg.remat` (recompute it in the backward pass)."""
         if not self.cfg.remat:
             return block_cls
+        # Inside the scan over depth without prevent_cse, as flax advises: the scan already keeps
+        # XLA from merging the recomputation into the forward pass.
         return nn.remat(block_cls, prevent_cse=not self.cfg.scan_layers)
 
     @nn.compact
@@ -205,8 +203,7 @@ def check_decode_args(cfg: ModelConfig, seq_len: int, cache, cache_len) -> None:
 
 
 def is_stacked(path) -> bool:
-    """Whether a key path (jax.tree_util) lies under SCANNED_BLOCKS: its leaf (a parameter or
-    its optimizer moment) has a leading depth axis that is not a dimension of the weight."""
+    """Whether a key path lies under SCANNED_BLOCKS (its leaf has a leading depth axis)."""
     return any(getattr(k, "key", None) == SCANNED_BLOCKS for k in path)
 
 
@@ -265,9 +262,9 @@ def stack_block_params(tree):
 
 
 def unstack_block_params(tree):
-    """The `scan_layers=True` parameter layout -> the `scan_layers=False` one (the inverse of
-    `stack_block_params`): each `SCANNED_BLOCKS` entry becomes `block_0 .. block_{depth-1}`.
-    A tree without one comes back unchanged (as plain dicts)."""
+    """The `scan_layers=True` parameter layout -> the `scan_layers=False` one (plain dicts)."""
+    # The inverse of stack_block_params: each SCANNED_BLOCKS entry becomes block_0 .. block_{n-1};
+    # a tree without one comes back unchanged.
     if not isinstance(tree, Mapping):
         return tree
     out = {k: unstack_block_params(v) for k, v in tree.items() if k != SCANNED_BLOCKS}

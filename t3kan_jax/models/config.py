@@ -4,6 +4,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from t3kan_jax.ttt import pallas_linear
+from t3kan_jax.ttt.learners import get_learner
+
 ARCHS = ("ttt", "transformer", "kansformer", "kat")
 INNERS = ("linear", "mlp", "kan")
 BACKBONES = ("mamba", "transformer")
@@ -188,9 +191,15 @@ class ModelConfig:
                 f"kan_grid_max={self.kan_grid_max}"
             )
         pallas_case = (self.arch, self.ttt_optimizer, self.inner, self.ttt_form, self.remat_every)
-        tiles = [n for n in (self.head_dim, self.mini_batch_size) if n < 16 or n & (n - 1)]
-        if self.ttt_impl == "pallas" and (
-            pallas_case != ("ttt", "sgd", "linear", "dual", 0) or tiles
+        if self.ttt_impl == "pallas" and not (
+            pallas_case[:2] == ("ttt", "sgd")
+            and pallas_linear.applies(
+                get_learner(self.inner),
+                self.ttt_form,
+                self.remat_every,
+                self.head_dim,
+                self.mini_batch_size,
+            )
         ):
             raise ValueError(
                 "ModelConfig.ttt_impl='pallas' needs arch 'ttt', ttt_optimizer 'sgd', inner "

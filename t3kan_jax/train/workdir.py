@@ -19,6 +19,8 @@ IDENTITY = ("seed", "data", "model")
 # Fields under IDENTITY that choose an implementation of the same function: they may change too.
 IMPLEMENTATION = ("model.ttt_impl",)
 ABSENT = "<absent>"
+# What a model field missing from an older config.json stands for: its ModelConfig default.
+_MODEL_DEFAULTS = {f"model.{f.name}": f.default for f in dataclasses.fields(ModelConfig)}
 
 
 def _identifies(key: str) -> bool:
@@ -27,11 +29,7 @@ def _identifies(key: str) -> bool:
 
 def _stored(flat: dict, key: str):
     """`flat[key]`; a model field missing from an older config.json reads as its default."""
-    if key in flat:
-        return flat[key]
-    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
-    name = key.removeprefix("model.")
-    return defaults.get(name, ABSENT) if key.startswith("model.") else ABSENT
+    return flat[key] if key in flat else _MODEL_DEFAULTS.get(key, ABSENT)
 
 
 def default_workdir(config: config_dict.ConfigDict, overrides: dict | None = None) -> str:

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from t3kan_jax.ttt import pallas_linear
-from t3kan_jax.ttt.learners import Learner, get_learner, linear
+from t3kan_jax.ttt.learners import Learner, get_learner
+from t3kan_jax.ttt.minibatch import carried_rates
 
 FORMS = ("dual", "primal")
 IMPLS = ("xla", "pallas", "auto")
@@ -91,9 +92,7 @@ def inner_loop(
         return a.reshape(m, n, *a.shape[1:])
 
     q_MNF, k_MNF, v_MNF, lr_MN = map(blocks, (xq, xk, xv, lr))
-    # The state carried out of mini-batch m is that of its last real token (a shorter last one).
-    last_M = np.clip(t - n * np.arange(m), 1, n) - 1
-    eta_last_MN = s_N[last_M][:, None] * lr_MN
+    eta_last_MN = carried_rates(s_N, lr_MN, t)
     causal_NN = np.tril(np.ones((n, n), bool))
     inner, fixed = learner.split(params)
     # What loss, readout and features may read: fixed entries as values, updated ones as shapes.
@@ -144,8 +143,7 @@ def _use_pallas(kind, learner, impl, form, width, mini_batch_size, remat_every) 
     """Whether `impl` runs the fused kernels here; ValueError for a bad or unsupported `impl`."""
     if impl not in IMPLS:
         raise ValueError(f"impl={impl!r}: allowed values are {IMPLS}")
-    fits = learner is linear.LINEAR and form == "dual" and remat_every == 0
-    fits = fits and pallas_linear.supports(width, mini_batch_size)
+    fits = pallas_linear.applies(learner, form, remat_every, width, mini_batch_size)
     if impl == "pallas" and not fits:
         raise ValueError(
             f"impl='pallas' runs kind 'linear', form 'dual', remat_every 0 (its backward keeps the "

@@ -114,10 +114,8 @@ class TTTConfig:
             raise ValueError(
                 "TTTConfig.share_qk=True needs conv_width >= 1 (without the convs Q == K)"
             )
-        pallas_fits = (self.inner, self.form, self.remat_every) == ("linear", "dual", 0)
-        if self.impl == "pallas" and not (
-            pallas_fits and pallas_linear.supports(self.head_dim, self.mini_batch_size)
-        ):
+        fused = (self.form, self.remat_every, self.head_dim, self.mini_batch_size)
+        if self.impl == "pallas" and not pallas_linear.applies(get_learner(self.inner), *fused):
             raise ValueError(
                 f"TTTConfig.impl='pallas' needs inner 'linear', form 'dual', remat_every 0 and the "
                 f"head dim and mini_batch_size powers of 2 >= {pallas_linear.MIN_TILE}; got inner="

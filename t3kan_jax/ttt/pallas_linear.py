@@ -20,11 +20,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
 from t3kan_jax.ttt.learners import linear
+from t3kan_jax.ttt.minibatch import carried_rates
 
 # Triton runs DEFAULT and HIGH dots in TF32 (10-bit mantissa); HIGHEST is IEEE fp32, which keeps
 # the kernel within 1e-5 of the XLA reference at `jax.default_matmul_precision("highest")`.
@@ -37,6 +37,17 @@ MIN_TILE = 16  # Triton dots need every dim >= 16
 def supports(width: int, mini_batch_size: int) -> bool:
     """Whether the kernels take head dim `width` and mini-batch `mini_batch_size`."""
     return all(n >= MIN_TILE and n & (n - 1) == 0 for n in (width, mini_batch_size))
+
+
+def applies(learner, form: str, remat_every: int, width: int, mini_batch_size: int) -> bool:
+    """Whether the kernels compute this inner loop (the one rule of every `impl` check)."""
+    # The backward keeps the state of every mini-batch: no remat groups.
+    return (
+        learner is linear.LINEAR
+        and form == "dual"
+        and remat_every == 0
+        and supports(width, mini_batch_size)
+    )
 
 
 def dual_step(ln, s_N, state, xs):
@@ -94,9 +105,7 @@ def dual_linear(
 
     q_TF, k_TF, v_TF, lr_T = map(pad, (xq, xk, xv, lr))
     s_N = jnp.asarray(token_scale, dtype)
-    # As in inner_loop: the state carried out of a mini-batch is that of its last real token.
-    last_M = np.clip(t - n * np.arange(m), 1, n) - 1
-    eta_last_T = jnp.repeat(s_N[last_M], n) * lr_T
+    eta_last_T = carried_rates(s_N, lr_T.reshape(m, n), t).reshape(m * n)
     ln = {"ln_scale": params["ln_scale"], "ln_bias": params["ln_bias"]}
     state = (params["W"], params["b"])
     out_TF, (w_FF, b_F) = _fused(
