@@ -220,3 +220,36 @@ def test_qk_norm_and_no_rope_reach_the_inner_loop():
     # Without RoPE the per-token keys are those of the unrotated path up to normalisation only.
     np.testing.assert_allclose(rms_normalize(seen["k"]), unnormed["k"], rtol=1e-5, atol=1e-6)
     assert not np.allclose(apply_rope(seen["k"], jnp.arange(T)), seen["k"])
+
+
+@pytest.mark.parametrize(
+    ("impl", "batch", "sharded"), [("pallas", 8, True), ("pallas", 6, False), ("xla", 8, False)]
+)
+def test_fused_kernel_is_shard_mapped_over_the_batch_of_the_context_mesh(impl, batch, sharded):
+    # A kernel is one custom call that SPMD would replicate: with a context mesh (jax.set_mesh)
+    # the layer splits the batch over every device (B divisible), else it runs as before.
+    mesh = jax.make_mesh((4, 2), ("data", "fsdp"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    shape = {"width": 32, "num_heads": 2, "mini_batch_size": 16}
+    cfg = _cfg(**shape, impl=impl)
+    x = jax.random.normal(jax.random.key(1), (batch, 20, 32))
+    params = jax.jit(TTTLayer(cfg).init)(jax.random.key(0), x)
+
+    def outputs_and_grads(layer):
+        def loss(p, x):
+            return jnp.sum(jnp.sin(layer.apply(p, x)))
+
+        return layer.apply(params, x), jax.grad(loss, argnums=(0, 1))(params, x)
+
+    want = jax.jit(functools.partial(outputs_and_grads, TTTLayer(_cfg(**shape))))()
+    with jax.set_mesh(mesh):
+        jaxpr = str(jax.make_jaxpr(TTTLayer(cfg).apply)(params, x))
+        got = jax.jit(functools.partial(outputs_and_grads, TTTLayer(cfg)))()
+    assert ("shard_map" in jaxpr) == sharded
+    # Replicated inputs (the inner init, the token scale) get their gradients summed over devices.
+    # Sums in another order and per-device matmul shapes round differently in float32: 1e-5 of
+    # each leaf's scale.
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max()),
+        got,
+        want,
+    )

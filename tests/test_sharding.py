@@ -1,5 +1,7 @@
 """Tests of t3kan_jax.train.sharding: the FSDP rule, the mesh, and a sharded step's parity."""
 
+import dataclasses
+
 import chex
 import jax
 import numpy as np
@@ -92,3 +94,23 @@ def test_fsdp_and_data_parallel_step_equals_single_device_step(arch):
     assert any("fsdp" in spec for spec in specs)  # the 8-device run really shards parameters
     assert len(sharded["inputs"].sharding.device_set) == 8
     chex.assert_trees_all_close(results[0], results[1], rtol=1e-6, atol=1e-6)
+
+
+def test_step_with_the_fused_kernel_shard_maps_it_and_equals_single_device_step():
+    # ttt_impl="pallas" runs the XLA scan on CPU, but inside the same shard_map over the batch
+    # that carries the kernel on GPUs: the loop traces its steps under `jax.set_mesh`.
+    model_cfg, optim_fields, batch = _tiny_setup("ttt")
+    model_cfg = dataclasses.replace(model_cfg, width=32, mini_batch_size=16, ttt_impl="pallas")
+    results = []
+    for mesh in (_mesh(1, 1), _mesh(4, 2)):
+        programs = loop.build_programs(model_cfg, optim_fields, batch["inputs"].shape[1], mesh)
+        state = programs.init(np.uint32(0))
+        sharded = sharding.shard_batch(batch, programs.batch_sharding)
+        with jax.set_mesh(mesh):
+            jaxpr = str(jax.make_jaxpr(programs.model.apply)(state.params, sharded["inputs"]))
+        assert ("shard_map" in jaxpr) == (mesh.size > 1)
+        state, out = programs.train_step(state, sharded)
+        results.append(jax.device_get((state.params, out)))
+    # As above, plus the inner loop's float32 rounding on per-device shapes (test_layer.py):
+    # Adam moves near-zero gradients by ~lr either way, so a few parameters differ by ~1e-6.
+    chex.assert_trees_all_close(results[0], results[1], rtol=1e-5, atol=5e-6)

@@ -5,8 +5,9 @@ and recomputation under remat are not counted, as in PaLM appendix B):
 
     F = 6 N  +  6 L D T  (attention archs)  +  3 L H F_ttt / b  (TTT archs)
 
-- `6 N`: N = parameters of the weight matrices (ndim >= 2: Dense kernels, the untied LM head,
-  conv kernels), without the input embedding table (a gather) and the TTT layers' initial inner
+- `6 N`: N = parameters of the weight matrices (ndim >= 2: Dense kernels, the untied LM head),
+  without the input embedding table (a gather), the depthwise conv kernels (shifted
+  multiply-adds, elementwise work: `t3kan_jax/ttt/conv.py`) and the TTT layers' initial inner
   weights (counted by the inner-loop term). A matrix weight does 2 FLOPs per token forward and
   4 backward (Kaplan et al. 2020; PaLM appendix B).
 - attention: PaLM's `12 L H Q T` (H heads of dim Q, H Q = D) counts the full `T x T` scores of
@@ -40,11 +41,12 @@ def _path_names(path) -> tuple[str, ...]:
 
 
 def matmul_params(params) -> int:
-    """N: scalars in weights of ndim >= 2, without the `embed` table and the TTT `inner` weights."""
+    """N: scalars in weights of ndim >= 2 but the `embed`, `*conv*` and TTT `inner` weights."""
     total = 0
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         names = _path_names(path)
-        if len(leaf.shape) >= 2 and "embed" not in names and "inner" not in names:
+        skip = "embed" in names or "inner" in names or any("conv" in name for name in names)
+        if len(leaf.shape) >= 2 and not skip:
             total += math.prod(leaf.shape)
     return total
 

@@ -145,7 +145,7 @@ def precision(cfg: ModelConfig) -> str:
     if cfg.arch == "ttt":
         on_gpu = jax.default_backend() == "gpu"
         if on_gpu and cfg.ttt_impl == "pallas":
-            parts.append("inner fp32 (fused Pallas kernel, IEEE fp32 dots)")
+            parts.append("inner fp32 (fused Pallas kernel, dots of 6 bf16 products, fp32-accurate)")
         else:
             tf32 = on_gpu and jax.config.jax_default_matmul_precision is None
             parts.append("inner fp32" + (" (TF32 matmuls)" if tf32 else ""))

@@ -6,8 +6,12 @@ state replicated, gradients all-reduced by XLA). Weak scaling: TOKENS_PER_DEVICE
 and step, so the global batch grows with n. `efficiency` = tokens/s on n devices / (n x tokens/s
 on one device); 1.0 is perfect scaling.
 
-Row selection (environment): BENCH_SCALING_MODELS (default T3Lin,Transformer), BENCH_SCALING_T
-(sequence lengths, default 2048), BENCH_SCALING_TOKENS (tokens per device and step, default 32768).
+`T3Lin-pallas` runs its fused kernel per device: the step is traced under `jax.set_mesh`, and
+each TTT layer shard_maps the kernel over the batch (t3kan_jax/ttt/layer.py).
+
+Row selection (environment): BENCH_SCALING_MODELS (default T3Lin-pallas,T3Lin,Transformer),
+BENCH_SCALING_T (sequence lengths, default 2048), BENCH_SCALING_TOKENS (tokens per device and
+step, default 32768).
 The blocks are scanned over depth as in `--suite=model` (BENCH_MODEL_SCAN_LAYERS, default "on";
 column `scan_layers`).
 """
@@ -25,7 +29,7 @@ from t3kan_jax.models import build_model
 from t3kan_jax.train import sharding
 from t3kan_jax.train.optim import make_optimizer
 
-MODELS = ("T3Lin", "Transformer")
+MODELS = ("T3Lin-pallas", "T3Lin", "Transformer")
 SEQ_LENS = (2048,)
 TOKENS_PER_DEVICE = 32768
 QUICK_SEQ_LEN, QUICK_TOKENS = 32, 64
@@ -68,7 +72,7 @@ def measure(
         return params, optimizer.init(params)
 
     holder = {"state": jax.device_put(init(jax.random.key(0)), replicated)}
-    step = model_bench.make_train_step(model, optimizer)
+    step = sharding.under_mesh(model_bench.make_train_step(model, optimizer), mesh)
     batches = [
         (jax.device_put(model_bench.random_batch(batch_size, seq_len, cfg.vocab_size, s), rows),)
         for s in (0, 1)

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from t3kan_jax.ttt.conv import DepthwiseCausalConv
 from t3kan_jax.ttt.rope import apply_rope
 
 # A factory of modules, e.g. `functools.partial(nn.Dense, use_bias=False)`.
@@ -56,15 +57,8 @@ class CausalConv(nn.Module):
 
     @nn.compact
     def __call__(self, x_BTD):
-        features = x_BTD.shape[-1]
-        return nn.Conv(
-            features,
-            kernel_size=(self.width,),
-            padding=((self.width - 1, 0),),
-            feature_group_count=features,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="conv",
+        return DepthwiseCausalConv(
+            self.width, dtype=self.dtype, param_dtype=self.param_dtype, name="conv"
         )(x_BTD)
 
 

@@ -51,12 +51,13 @@ def make_train_step(model, optimizer, schedule, shardings: TrainState, batch_sha
         out = dict(sums, grad_norm=optax.tree.norm(grads), learning_rate=schedule(state.step))
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), out
 
-    return jax.jit(
+    step = jax.jit(
         train_step,
         in_shardings=(shardings, batch_sharding),
         out_shardings=(shardings, None),
         donate_argnums=0,
     )
+    return sharding_lib.under_mesh(step, batch_sharding.mesh)
 
 
 def make_eval_step(model, param_shardings, batch_sharding):
@@ -66,7 +67,8 @@ def make_eval_step(model, param_shardings, batch_sharding):
         logits = model.apply(params, batch["inputs"], mask_BT=batch["input_mask"])
         return metrics.token_sums(logits, batch)
 
-    return jax.jit(eval_step, in_shardings=(param_shardings, batch_sharding))
+    step = jax.jit(eval_step, in_shardings=(param_shardings, batch_sharding))
+    return sharding_lib.under_mesh(step, getattr(batch_sharding, "mesh", None))
 
 
 def evaluate(eval_step, params, split, batch_size: int, pad_id: int, batch_sharding) -> dict:

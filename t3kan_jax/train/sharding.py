@@ -1,5 +1,6 @@
 """Device mesh, parameter (FSDP) and batch shardings, multi-host start-up."""
 
+import functools
 import os
 
 import jax
@@ -47,6 +48,20 @@ def make_mesh(mesh: config_dict.ConfigDict) -> jax.sharding.Mesh:
         axis_types=(AxisType.Auto, AxisType.Auto),
         devices=jax.devices()[: data * mesh.fsdp],
     )
+
+
+def under_mesh(fn, mesh: jax.sharding.Mesh | None):
+    """`fn` called with `mesh` as the context mesh (`jax.set_mesh`; None: `fn` itself)."""
+    if mesh is None:
+        return fn
+
+    # Layers read it while tracing: TTTLayer shard_maps its fused kernel over the batch.
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with jax.set_mesh(mesh):
+            return fn(*args, **kwargs)
+
+    return call
 
 
 def param_spec(shape: tuple[int, ...], fsdp_size: int) -> jax.P:

@@ -64,9 +64,10 @@ def inner_loop(
       tokens have lr 0 and change nothing).
     impl: "xla" (the scan below), "pallas" (the fused kernels of pallas_linear.py; kind "linear",
       form "dual", remat_every 0, d and b powers of 2 >= 16; the scan on a non-GPU default
-      backend) or "auto" (pallas where it applies, the default backend is a GPU and one device is
-      visible, else xla). unroll tunes the scan only. A kernel is one custom call: XLA's SPMD
-      partitioner does not split it (hence "auto" on a single device only).
+      backend) or "auto" (pallas where it applies and the default backend is a GPU, when one
+      device is visible or inside a shard_map over the whole mesh; else xla). unroll tunes the
+      scan only. A kernel is one custom call: XLA's SPMD partitioner does not split it, so
+      TTTLayer shard_maps it over the batch (`shard_batch`).
     Computes in float32 (float64 if the inputs are); `final_params` is the state after token T.
     """
     learner = kind if isinstance(kind, Learner) else get_learner(kind)
@@ -153,9 +154,16 @@ def _use_pallas(kind, learner, impl, form, width, mini_batch_size, remat_every) 
         )
     if not fits or jax.default_backend() != "gpu":
         return False
-    # "auto" keeps the scan when several devices are visible: a kernel is one custom call, which
-    # SPMD partitioning replicates on every device instead of splitting the batch.
-    return impl == "pallas" or (impl == "auto" and jax.device_count() == 1)
+    # "auto" takes the kernel where it runs per device: one device, or inside a shard_map over
+    # every mesh axis (TTTLayer's `shard_batch`). Elsewhere SPMD partitioning would replicate the
+    # kernel's custom call on every device instead of splitting the batch.
+    return impl == "pallas" or (impl == "auto" and (jax.device_count() == 1 or per_device()))
+
+
+def per_device() -> bool:
+    """Whether this trace runs per device: inside a shard_map over every axis of its mesh."""
+    mesh = jax.sharding.get_abstract_mesh()
+    return not mesh.empty and set(mesh.manual_axes) == set(mesh.axis_names)
 
 
 def _primal_step(learner, fixed, s_N, causal_NN, inner, xs):

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from t3kan_jax.ttt import decode as ttt_decode
 from t3kan_jax.ttt import pallas_linear
+from t3kan_jax.ttt.conv import DepthwiseCausalConv
 from t3kan_jax.ttt.decode import conv_after_window
 from t3kan_jax.ttt.inner_loop import DEFAULT_UNROLL, FORMS, IMPLS, default_token_scale, inner_loop
 from t3kan_jax.ttt.learners import get_learner
@@ -231,7 +232,7 @@ class TTTLayer(nn.Module):
         s_N = jnp.maximum(0.0, default_token_scale(n) + delta_N)
         inner_H = self.param("inner", self._init_inner)
 
-        def one_head(params, q_TF, k_TF, v_TF, lr_T):
+        def one_head(params, s_N, q_TF, k_TF, v_TF, lr_T):
             out_TF, _ = inner_loop(
                 cfg.inner,
                 params,
@@ -249,10 +250,39 @@ class TTTLayer(nn.Module):
             return out_TF
 
         # vmap over heads, then batch: one scan whose body processes every (B, H) at once.
-        per_head = jax.vmap(one_head, in_axes=(0, 1, 1, 1, 1), out_axes=1)
-        return jax.vmap(per_head, in_axes=(None, 0, 0, 0, 0))(
-            inner_H, q_BTHF, k_BTHF, v_BTHF, lr_BTH
-        )
+        per_head = jax.vmap(one_head, in_axes=(0, None, 1, 1, 1, 1), out_axes=1)
+        batched = jax.vmap(per_head, in_axes=(None, None, 0, 0, 0, 0))
+        mesh = jax.sharding.get_abstract_mesh()
+        if self.shard_batch(q_BTHF.shape[0], mesh):
+            rows = jax.P(mesh.axis_names)  # the batch split over every device, as in training
+            # check_vma off: the per-device inner loop has no collectives to type-check, and its
+            # `jax.vjp` seeds would otherwise need the manual axes in their types.
+            batched = jax.shard_map(
+                batched,
+                mesh=mesh,
+                in_specs=(jax.P(), jax.P(), *[rows] * 4),
+                out_specs=rows,
+                check_vma=False,
+            )
+        return batched(inner_H, s_N, q_BTHF, k_BTHF, v_BTHF, lr_BTH)
+
+    def shard_batch(self, batch_size: int, mesh) -> bool:
+        """Whether the inner loop runs under shard_map: the fused kernel on a multi-device mesh."""
+        cfg = self.cfg
+        # The context mesh is the one `jax.set_mesh` sets (the training loop does); a kernel is a
+        # custom call, which SPMD partitioning would replicate on every device.
+        kernel = cfg.impl == "pallas" or (cfg.impl == "auto" and jax.default_backend() == "gpu")
+        return (
+            kernel
+            and pallas_linear.applies(
+                get_learner(cfg.inner), cfg.form, cfg.remat_every, cfg.head_dim,
+                cfg.mini_batch_size,
+            )
+            and not mesh.empty
+            and mesh.size > 1
+            and not mesh.manual_axes
+            and batch_size % mesh.size == 0
+        )  # fmt: skip
 
     def inner_decode(self, q_BTHF, k_BTHF, v_BTHF, lr_BTH, state, position):
         """`inner_outputs` for decoding: the prefill (state None) or one step from `state`."""
@@ -287,15 +317,7 @@ class TTTLayer(nn.Module):
 
     def _conv(self, name):
         """Causal depthwise conv over T (left padding), with bias, as in the official code."""
-        w = self.cfg.conv_width
-        return nn.Conv(
-            self.cfg.width,
-            kernel_size=(w,),
-            padding=[(w - 1, 0)],
-            feature_group_count=self.cfg.width,
-            dtype=jnp.dtype(self.cfg.dtype),
-            name=name,
-        )
+        return DepthwiseCausalConv(self.cfg.conv_width, dtype=jnp.dtype(self.cfg.dtype), name=name)
 
     def _init_inner(self, key):
         """Initial inner weights, one set per head (learned by the outer loop)."""
