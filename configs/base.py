@@ -63,8 +63,8 @@ def get_config() -> config_dict.ConfigDict:
     config.model.ttt_rope = True
     config.model.ttt_qk_norm = False
     # TTT inner loop implementation: "xla" (a scan), "pallas" (fused GPU kernels for TTT-Linear's
-    # dual form, t3kan_jax/ttt/pallas_linear.py; remat_every 0) or "auto" (pallas where it
-    # applies on a single visible GPU, else the scan).
+    # dual form, t3kan_jax/ttt/pallas_linear.py; remat_every 0; per device on a mesh) or "auto"
+    # (pallas where it applies on GPUs, else the scan).
     config.model.ttt_impl = "xla"
     # Checkpoint the TTT inner loop every this many mini-batches (0 = off); remat = recompute
     # every block in the backward pass. Both trade compute for memory at long context.

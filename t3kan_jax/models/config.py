@@ -88,8 +88,8 @@ class ModelConfig:
         ("cudnn" needs dtype bfloat16 and a GPU).
       ttt_impl: TTT inner loop implementation: "xla" (a scan), "pallas" (fused GPU kernels; arch
         "ttt", ttt_optimizer "sgd", inner "linear", ttt_form "dual", remat_every 0; head dim and
-        mini_batch_size powers of 2 >= 16) or "auto" (pallas where it applies on a single visible
-        GPU; see inner_loop).
+        mini_batch_size powers of 2 >= 16; on a mesh each device runs them on its batch rows) or
+        "auto" (pallas where it applies on GPUs; see inner_loop).
       param_dtype: parameter storage dtype.
       remat: wrap every block in nn.remat (recompute activations in the backward pass).
       scan_layers: run the blocks as one nn.scan over depth (compiles the block once: for the
