@@ -138,18 +138,28 @@ def test_model_config_reaches_the_kernels_on_a_gpu(monkeypatch, impl, devices, f
     assert ("pallas_call" in jaxpr) == fused
 
 
-@pytest.mark.parametrize("impl", ["auto", "pallas"])
-def test_kernels_run_per_device_under_a_context_mesh(monkeypatch, impl):
+@pytest.mark.parametrize(
+    ("impl", "batch", "per_device"), [("auto", 8, True), ("pallas", 8, True), ("auto", 6, False)]
+)
+def test_kernels_run_per_device_under_a_context_mesh(monkeypatch, impl, batch, per_device):
     # On 8 (pretended) GPUs with `jax.set_mesh`, as the training loop runs the model: each layer
-    # shard_maps the batch over the mesh, and "auto" takes the kernel inside that shard_map.
+    # shard_maps the batch over the mesh and runs the kernel inside; a batch that does not divide
+    # over the devices keeps "auto" on the scan.
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     cfg = ModelConfig(width=32, num_heads=2, depth=1, vocab_size=16, max_len=32, ttt_impl=impl)
-    model, tokens = build_model(cfg), jnp.zeros((8, 32), jnp.int32)
+    model, tokens = build_model(cfg), jnp.zeros((batch, 32), jnp.int32)
     params = jax.eval_shape(model.init, jax.random.key(0), tokens)
     mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
     with jax.set_mesh(mesh):
-        jaxpr = str(jax.make_jaxpr(model.apply)(params, tokens))
-    assert "shard_map" in jaxpr and "pallas_call" in jaxpr
+        jaxpr = jax.make_jaxpr(model.apply)(params, tokens).jaxpr
+
+    def named(name, jaxpr):
+        return [e for e in _eqns(jaxpr) if e.primitive.name == name]
+
+    maps = named("shard_map", jaxpr)
+    inside = [e for m in maps for e in named("pallas_call", m.params["jaxpr"])]
+    counts = (len(maps), len(inside), len(named("pallas_call", jaxpr)))
+    assert counts == ((1, 1, 1) if per_device else (0, 0, 0))
 
 
 def test_remat_every_is_refused_by_pallas_and_keeps_auto_on_the_scan(monkeypatch):

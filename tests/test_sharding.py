@@ -109,8 +109,9 @@ def test_step_with_the_fused_kernel_shard_maps_it_and_equals_single_device_step(
         with jax.set_mesh(mesh):
             jaxpr = str(jax.make_jaxpr(programs.model.apply)(state.params, sharded["inputs"]))
         assert ("shard_map" in jaxpr) == (mesh.size > 1)
+        metrics = programs.eval_step(state.params, sharded)
         state, out = programs.train_step(state, sharded)
-        results.append(jax.device_get((state.params, out)))
+        results.append(jax.device_get((state.params, out, metrics)))
     # As above, plus the inner loop's float32 rounding on per-device shapes (test_layer.py):
     # Adam moves near-zero gradients by ~lr either way, so a few parameters differ by ~1e-6.
     chex.assert_trees_all_close(results[0], results[1], rtol=1e-5, atol=5e-6)

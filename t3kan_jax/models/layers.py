@@ -49,7 +49,7 @@ class SwiGLU(nn.Module):
 
 
 class CausalConv(nn.Module):
-    """Depthwise causal conv along time: output t sees inputs t-width+1..t (Mamba-style)."""
+    """Depthwise causal conv along time (Mamba-style) whose parameters sit under `conv/`."""
 
     width: int
     dtype: jnp.dtype = jnp.float32

@@ -1,6 +1,5 @@
 """Device mesh, parameter (FSDP) and batch shardings, multi-host start-up."""
 
-import functools
 import os
 
 import jax
@@ -56,7 +55,6 @@ def under_mesh(fn, mesh: jax.sharding.Mesh | None):
         return fn
 
     # Layers read it while tracing: TTTLayer shard_maps its fused kernel over the batch.
-    @functools.wraps(fn)
     def call(*args, **kwargs):
         with jax.set_mesh(mesh):
             return fn(*args, **kwargs)

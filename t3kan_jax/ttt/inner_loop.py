@@ -67,7 +67,7 @@ def inner_loop(
       backend) or "auto" (pallas where it applies and the default backend is a GPU, when one
       device is visible or inside a shard_map over the whole mesh; else xla). unroll tunes the
       scan only. A kernel is one custom call: XLA's SPMD partitioner does not split it, so
-      TTTLayer shard_maps it over the batch (`shard_batch`).
+      TTTLayer shard_maps it over the batch (`kernel_per_device`).
     Computes in float32 (float64 if the inputs are); `final_params` is the state after token T.
     """
     learner = kind if isinstance(kind, Learner) else get_learner(kind)
@@ -152,12 +152,17 @@ def _use_pallas(kind, learner, impl, form, width, mini_batch_size, remat_every) 
             f"{pallas_linear.MIN_TILE}; got kind={kind!r}, form={form!r}, remat_every="
             f"{remat_every}, d={width}, mini_batch_size={mini_batch_size} (or impl 'auto', 'xla')"
         )
-    if not fits or jax.default_backend() != "gpu":
+    if not (fits and requests_kernel(impl) and jax.default_backend() == "gpu"):
         return False
     # "auto" takes the kernel where it runs per device: one device, or inside a shard_map over
-    # every mesh axis (TTTLayer's `shard_batch`). Elsewhere SPMD partitioning would replicate the
-    # kernel's custom call on every device instead of splitting the batch.
-    return impl == "pallas" or (impl == "auto" and (jax.device_count() == 1 or per_device()))
+    # every mesh axis (TTTLayer's `kernel_per_device`). Elsewhere SPMD partitioning would
+    # replicate the kernel's custom call on every device instead of splitting the batch.
+    return impl == "pallas" or jax.device_count() == 1 or per_device()
+
+
+def requests_kernel(impl: str) -> bool:
+    """Whether `impl` asks for the fused kernels: "pallas" on any backend, "auto" on a GPU."""
+    return impl == "pallas" or (impl == "auto" and jax.default_backend() == "gpu")
 
 
 def per_device() -> bool:

@@ -21,7 +21,14 @@ from t3kan_jax.ttt import decode as ttt_decode
 from t3kan_jax.ttt import pallas_linear
 from t3kan_jax.ttt.conv import DepthwiseCausalConv
 from t3kan_jax.ttt.decode import conv_after_window
-from t3kan_jax.ttt.inner_loop import DEFAULT_UNROLL, FORMS, IMPLS, default_token_scale, inner_loop
+from t3kan_jax.ttt.inner_loop import (
+    DEFAULT_UNROLL,
+    FORMS,
+    IMPLS,
+    default_token_scale,
+    inner_loop,
+    requests_kernel,
+)
 from t3kan_jax.ttt.learners import get_learner
 from t3kan_jax.ttt.rope import apply_rope
 
@@ -253,7 +260,7 @@ class TTTLayer(nn.Module):
         per_head = jax.vmap(one_head, in_axes=(0, None, 1, 1, 1, 1), out_axes=1)
         batched = jax.vmap(per_head, in_axes=(None, None, 0, 0, 0, 0))
         mesh = jax.sharding.get_abstract_mesh()
-        if self.shard_batch(q_BTHF.shape[0], mesh):
+        if self.kernel_per_device(q_BTHF.shape[0], mesh):
             rows = jax.P(mesh.axis_names)  # the batch split over every device, as in training
             # check_vma off: the per-device inner loop has no collectives to type-check, and its
             # `jax.vjp` seeds would otherwise need the manual axes in their types.
@@ -266,23 +273,24 @@ class TTTLayer(nn.Module):
             )
         return batched(inner_H, s_N, q_BTHF, k_BTHF, v_BTHF, lr_BTH)
 
-    def shard_batch(self, batch_size: int, mesh) -> bool:
+    def kernel_per_device(self, batch_size: int, mesh) -> bool:
         """Whether the inner loop runs under shard_map: the fused kernel on a multi-device mesh."""
         cfg = self.cfg
         # The context mesh is the one `jax.set_mesh` sets (the training loop does); a kernel is a
-        # custom call, which SPMD partitioning would replicate on every device.
-        kernel = cfg.impl == "pallas" or (cfg.impl == "auto" and jax.default_backend() == "gpu")
+        # custom call, which SPMD partitioning would replicate on every device. "pallas" is
+        # shard_mapped on any backend: off a GPU the scan runs inside the same shard_map, so CPU
+        # tests cover this path.
+        fits = pallas_linear.applies(
+            get_learner(cfg.inner), cfg.form, cfg.remat_every, cfg.head_dim, cfg.mini_batch_size
+        )
         return (
-            kernel
-            and pallas_linear.applies(
-                get_learner(cfg.inner), cfg.form, cfg.remat_every, cfg.head_dim,
-                cfg.mini_batch_size,
-            )
+            requests_kernel(cfg.impl)
+            and fits
             and not mesh.empty
             and mesh.size > 1
             and not mesh.manual_axes
             and batch_size % mesh.size == 0
-        )  # fmt: skip
+        )
 
     def inner_decode(self, q_BTHF, k_BTHF, v_BTHF, lr_BTH, state, position):
         """`inner_outputs` for decoding: the prefill (state None) or one step from `state`."""

@@ -17,6 +17,7 @@ Both kernels run `dual_step`, the one definition of a mini-batch (pure jnp; its 
 """
 
 import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,8 +34,18 @@ PRECISION = jax.lax.DotAlgorithmPreset.BF16_BF16_F32_X6
 # Interpret mode (CPU) and float64 inputs: IEEE dots.
 EXACT = jax.lax.Precision.HIGHEST
 # Passing Triton params also picks the Triton backend (pallas_call's GPU default is Mosaic GPU).
+# Two pipeline stages let the next mini-batch's tile loads overlap the step (H100: 4.31 ms vs
+# 4.61 ms with one, docs/benchmarks.md).
 TRITON = plt.CompilerParams(num_warps=8, num_stages=2)
 MIN_TILE = 16  # Triton dots need every dim >= 16
+
+
+class Options(NamedTuple):
+    """The kernels' static options: interpret mode, Triton params, dot precision."""
+
+    interpret: bool
+    triton: plt.CompilerParams
+    precision: Any
 
 
 def supports(width: int, mini_batch_size: int) -> bool:
@@ -126,7 +137,7 @@ def dual_linear(
     ln = {"ln_scale": params["ln_scale"], "ln_bias": params["ln_bias"]}
     state = (params["W"], params["b"])
     out_TF, (w_FF, b_F) = _fused(
-        (interpret, triton, precision), ln, s_N, state, (q_TF, k_TF, v_TF, lr_T, eta_last_T)
+        Options(interpret, triton, precision), ln, s_N, state, (q_TF, k_TF, v_TF, lr_T, eta_last_T)
     )
     return out_TF[:t], {**params, "W": w_FF, "b": b_F}
 
@@ -154,7 +165,7 @@ def _forward(options, ln, s_N, state, xs_T, *, save):
         ln_refs, s_ref, state_refs, xs_refs = refs[:2], refs[2], refs[3:5], refs[5:10]
         out_ref, final_refs, history_refs = refs[10], refs[11:13], refs[13:]
         ln_k = {"ln_scale": ln_refs[0][...], "ln_bias": ln_refs[1][...]}
-        step = functools.partial(dual_step, ln_k, s_ref[...], precision=options[2])
+        step = functools.partial(dual_step, ln_k, s_ref[...], precision=options.precision)
 
         def body(i, state):
             rows = pl.ds(pl.multiple_of(i * n, n), n)
@@ -193,7 +204,7 @@ def _fused_bwd(options, residuals, cotangents):
             rows = pl.ds(pl.multiple_of(j * n, n), n)
             state = tuple(r[j] for r in history_refs)
             # Recompute the step from its saved starting state and pull the cotangents through it.
-            step = functools.partial(dual_step, precision=options[2])
+            step = functools.partial(dual_step, precision=options.precision)
             _, vjp = jax.vjp(step, ln_k, s_k, state, _tile(xs_refs, rows))
             dln, ds, dstate, dxs = vjp((dstate, dout_ref[rows, :]))
             for ref, a in zip(shared_refs, (dln["ln_scale"], dln["ln_bias"], ds), strict=True):
@@ -224,11 +235,10 @@ def _tile(xs_refs, rows):
 
 def _call(kernel, options, shapes, dtype, name):
     """A single-program `pallas_call` (vmap adds the grid) on whole-array refs, Triton backend."""
-    interpret, triton, _ = options
     return pl.pallas_call(
         kernel,
         out_shape=[jax.ShapeDtypeStruct(s, dtype) for s in shapes],
-        interpret=interpret,
-        compiler_params=triton,
+        interpret=options.interpret,
+        compiler_params=options.triton,
         name=name,
     )
