@@ -34,8 +34,8 @@ PRECISION = jax.lax.DotAlgorithmPreset.BF16_BF16_F32_X6
 # Interpret mode (CPU) and float64 inputs: IEEE dots.
 EXACT = jax.lax.Precision.HIGHEST
 # Passing Triton params also picks the Triton backend (pallas_call's GPU default is Mosaic GPU).
-# Two pipeline stages let the next mini-batch's tile loads overlap the step (H100: 4.31 ms vs
-# 4.61 ms with one, docs/benchmarks.md).
+# Two pipeline stages let the next mini-batch's tile loads overlap the step (H100: 4.28 ms vs
+# 4.60 ms with one, docs/benchmarks.md).
 TRITON = plt.CompilerParams(num_warps=8, num_stages=2)
 MIN_TILE = 16  # Triton dots need every dim >= 16
 
