@@ -48,18 +48,13 @@ class SwiGLU(nn.Module):
         return self.dense(width, name="w2")(nn.silu(gate_BTM) * up_BTM)
 
 
-class CausalConv(nn.Module):
+class CausalConv(DepthwiseCausalConv):
     """Depthwise causal conv along time (Mamba-style) whose parameters sit under `conv/`."""
-
-    width: int
-    dtype: jnp.dtype = jnp.float32
-    param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x_BTD):
-        return DepthwiseCausalConv(
-            self.width, dtype=self.dtype, param_dtype=self.param_dtype, name="conv"
-        )(x_BTD)
+        conv = DepthwiseCausalConv(self.width, self.dtype, self.param_dtype, name="conv")
+        return conv(x_BTD)
 
 
 class CausalSelfAttention(nn.Module):
