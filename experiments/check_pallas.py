@@ -120,12 +120,11 @@ def check_rows(shape, seed):
     got = _quantities(_batched("pallas"), args, weights)
     tag = dict(zip("BHTd", shape, strict=True)) | {"dispatch_ok": uses_kernel}
     for name, want in expected.items():
-        a, b = np.asarray(got[name], np.float64), np.asarray(want, np.float64)
-        rel = float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+        rel = _rel_err(got[name], want)
         yield tag | {
             "quantity": name,
             "rel_err": rel,
-            "max_abs_err": float(np.max(np.abs(a - b))),
+            "max_abs_err": float(np.max(np.abs(np.float64(got[name]) - np.float64(want)))),
             "pass": bool(uses_kernel and rel <= TOLERANCE),
         }
 
@@ -156,8 +155,7 @@ def mesh_rows(seed):
     dispatched = "pallas_call" in jaxpr and ("shard_map" in jaxpr or n == 1)
     want, got = (_leaves({"logits": out, "d": grads}) for out, grads in (want, got))
     for name, b in want.items():
-        a, b = np.asarray(got[name], np.float64), np.asarray(b, np.float64)
-        rel = float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+        rel = _rel_err(got[name], b)
         yield {
             "check": "T3Lin on a mesh",
             "devices": n,
@@ -166,6 +164,12 @@ def mesh_rows(seed):
             "rel_err": rel,
             "pass": bool(dispatched and rel <= TOLERANCE),
         }
+
+
+def _rel_err(got, want) -> float:
+    """‖got − want‖ / ‖want‖ in float64."""
+    a, b = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
 def _leaves(tree) -> dict:

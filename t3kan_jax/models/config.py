@@ -5,13 +5,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from t3kan_jax.ttt import pallas_linear
+from t3kan_jax.ttt.inner_loop import IMPLS
 from t3kan_jax.ttt.learners import get_learner
 
 ARCHS = ("ttt", "transformer", "kansformer", "kat")
 INNERS = ("linear", "mlp", "kan")
 BACKBONES = ("mamba", "transformer")
 TTT_FORMS = ("dual", "primal")
-TTT_IMPLS = ("xla", "pallas", "auto")  # TTTConfig.impl
+TTT_IMPLS = IMPLS  # inner_loop / TTTConfig.impl
 TTT_OPTIMIZERS = ("sgd", "titans", "lact")  # docs/inner_optimizers.md
 LACT_INNERS = (*INNERS, "swiglu")  # LaCT also takes its SwiGLU fast weights
 DTYPES = ("float32", "bfloat16")
@@ -204,7 +205,8 @@ class ModelConfig:
             raise ValueError(
                 "ModelConfig.ttt_impl='pallas' needs arch 'ttt', ttt_optimizer 'sgd', inner "
                 "'linear', ttt_form 'dual', remat_every 0, and head dim (width / num_heads) and "
-                f"mini_batch_size powers of 2 >= 16; got {pallas_case}, head dim {self.head_dim}, "
+                f"mini_batch_size powers of 2 >= {pallas_linear.MIN_TILE}; got {pallas_case}, "
+                f"head dim {self.head_dim}, "
                 f"mini_batch_size {self.mini_batch_size} (or use ttt_impl 'auto' or 'xla')"
             )
         if self.arch == "ttt" and self.backbone == "mamba" and self.conv_width == 0:

@@ -122,14 +122,19 @@ class TTTConfig:
             raise ValueError(
                 "TTTConfig.share_qk=True needs conv_width >= 1 (without the convs Q == K)"
             )
-        fused = (self.form, self.remat_every, self.head_dim, self.mini_batch_size)
-        if self.impl == "pallas" and not pallas_linear.applies(get_learner(self.inner), *fused):
+        if self.impl == "pallas" and not self.fits_kernel:
             raise ValueError(
                 f"TTTConfig.impl='pallas' needs inner 'linear', form 'dual', remat_every 0 and the "
                 f"head dim and mini_batch_size powers of 2 >= {pallas_linear.MIN_TILE}; got inner="
                 f"{self.inner!r}, form={self.form!r}, remat_every={self.remat_every}, head dim "
                 f"{self.head_dim}, mini_batch_size={self.mini_batch_size}"
             )
+
+    @property
+    def fits_kernel(self) -> bool:
+        """Whether the fused kernels can run this layer's inner loop (`pallas_linear.applies`)."""
+        fused = (self.form, self.remat_every, self.head_dim, self.mini_batch_size)
+        return pallas_linear.applies(get_learner(self.inner), *fused)
 
     @property
     def head_dim(self) -> int:
@@ -280,12 +285,9 @@ class TTTLayer(nn.Module):
         # custom call, which SPMD partitioning would replicate on every device. "pallas" is
         # shard_mapped on any backend: off a GPU the scan runs inside the same shard_map, so CPU
         # tests cover this path.
-        fits = pallas_linear.applies(
-            get_learner(cfg.inner), cfg.form, cfg.remat_every, cfg.head_dim, cfg.mini_batch_size
-        )
         return (
             requests_kernel(cfg.impl)
-            and fits
+            and cfg.fits_kernel
             and not mesh.empty
             and mesh.size > 1
             and not mesh.manual_axes

@@ -118,7 +118,7 @@ def dual_linear(
     t, d = xq.shape
     if not supports(d, n):
         raise ValueError(
-            f"dual_linear: head dim {d} and mini_batch_size {n} must be powers of 2 >= 16"
+            f"dual_linear: head dim {d} and mini_batch_size {n} must be powers of 2 >= {MIN_TILE}"
         )
     dtype = jnp.promote_types(
         jnp.result_type(xq, xk, xv, lr, *jax.tree.leaves(params)), jnp.float32
